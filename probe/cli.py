@@ -1,0 +1,174 @@
+"""The ``probe`` command line. Exit codes: 0 fine, 1 failure or bad result, 2 bad config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from probe import __version__, logs
+from probe.config import FlowSpec, resolve_flows
+from probe.configfile import LoadedConfig, load_config
+from probe.durations import format_duration
+from probe.errors import ConfigError, StoreError
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "command"):
+        parser.print_help()
+        return EXIT_CONFIG
+    logs.configure(level=args.log_level, json=_json_flag(args.log_format))
+    try:
+        return int(args.command(args))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_CONFIG
+    except StoreError as exc:
+        print(f"error: {logs.redactor.redact(str(exc))}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="probe", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"probe {__version__}")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    parser.add_argument("--log-format", default="auto", choices=["auto", "json", "console"])
+    sub = parser.add_subparsers()
+
+    def command(name: str, func: object, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(command=func)
+        return p
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "-c", "--config", default=os.environ.get("PROBE_CONFIG"),
+            help="config file (default: $PROBE_CONFIG)",
+        )  # fmt: skip
+
+    with_config(command("run", cmd_run, "Run the probe daemon."))
+    with_config(command("check-config", cmd_check_config, "Validate a config file."))
+    once = command("once", cmd_once, "Run every flow once, print the results.")
+    with_config(once)
+    once.add_argument("--flow", help="only this flow")
+    demo = command("demo", cmd_demo, "Run the simulator and the daemon together on SQLite.")
+    demo.add_argument("--duration", type=float, default=120.0, help="seconds (default 120)")
+    with_config(command("sim", cmd_sim, "Run the simulated integration landscape."))
+    db: argparse.ArgumentParser = command(
+        "db", lambda _: _missing_db_command(db), "Database commands."
+    )
+    db_sub = db.add_subparsers()
+    upgrade = db_sub.add_parser("upgrade", help="Bring the store's schema up to date.")
+    upgrade.set_defaults(command=cmd_db_upgrade)
+    with_config(upgrade)
+    return parser
+
+
+def _missing_db_command(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return EXIT_CONFIG
+
+
+def _json_flag(value: str) -> bool | None:
+    return {"json": True, "console": False}.get(value)
+
+
+def _load(args: argparse.Namespace) -> LoadedConfig:
+    if not args.config:
+        raise ConfigError(["no config file: give -c FILE or set PROBE_CONFIG"])
+    return load_config(args.config)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    for flow in resolve_flows(loaded.config):
+        print(logs.redactor.redact(describe_flow(flow)) if loaded.secrets else describe_flow(flow))
+    return EXIT_OK
+
+
+def describe_flow(flow: FlowSpec) -> str:
+    """One line: ``gs-rest: http POST host/path -> labka (http), every 30s, timeout 5m, ...``."""
+    source = flow.source
+    target = source.url.split("?", 1)[0]  # queries may carry tokens
+    schedule = (
+        f"cron '{flow.cron}'" if flow.cron else f"every {format_duration(flow.interval or 0)}"
+    )
+    if flow.is_check:
+        where = "check"
+        slo = f"slo {format_duration(flow.slo_latency)}/{flow.slo_objective:.2%}"
+    else:
+        where = "-> " + ", ".join(f"{d.name} ({d.config.type})" for d in flow.destinations)
+        slo = "slo " + ", ".join(
+            f"{d.name} {format_duration(d.slo_latency)}/{d.slo_objective:.2%}"
+            for d in flow.destinations
+        )
+    return (
+        f"{flow.name}: {source.type} {source.method} {target} {where}, {schedule}, "
+        f"timeout {format_duration(flow.timeout)}, {slo}"
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from probe.daemon import Daemon
+
+    loaded = _load(args)
+    code: int = asyncio.run(Daemon(loaded).run())
+    return code
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    from probe.once import run_once
+
+    loaded = _load(args)
+    code: int = asyncio.run(run_once(loaded, only=args.flow))
+    return code
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from probe.demo import run_demo
+
+    return asyncio.run(run_demo(duration=args.duration, workdir=Path.cwd()))
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from probe.sim.run import run_sim
+
+    if not args.config:
+        raise ConfigError(["no simulator config: give -c FILE"])
+    return asyncio.run(run_sim(Path(args.config)))
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from probe.store import create_engine, safe_url
+    from probe.store.migrate import upgrade
+
+    loaded = _load(args)
+    url = loaded.config.store.url
+
+    async def run() -> None:
+        engine = create_engine(url)
+        try:
+            await upgrade(engine)
+        except Exception as exc:
+            raise StoreError(f"cannot upgrade {safe_url(url)}: {exc}") from exc
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    print(f"store {safe_url(url)} is up to date")
+    return EXIT_OK

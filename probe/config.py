@@ -1,0 +1,354 @@
+"""The config file's shape (pydantic models) and its resolution into flow specs.
+
+The YAML side (line numbers, ``${ENV}``, ``*_file`` secrets) lives in `probe.configfile`;
+this module only knows the structure. Every model rejects unknown keys.
+
+Values are layered: a destination's ``slo`` overrides its flow's, which overrides
+``defaults.slo``; the same holds for ``interval``, ``timeout``, ``poll`` and
+``max_in_flight``. `resolve_flows` applies the layers once, so the runner reads plain values.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Literal, TypeVar
+
+from apscheduler.triggers.cron import CronTrigger
+from jsonpath_ng.ext.parser import parse as parse_jsonpath
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from probe.durations import Duration
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_RESERVED_LABELS = {"flow", "destination", "outcome", "le", "job", "instance"}
+T = TypeVar("T")
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SLO(Model):
+    """``slo: {latency: 30s, objective: 0.995}``. Either key may be left to an outer layer."""
+
+    latency: Duration | None = None
+    objective: float | None = Field(default=None, gt=0, lt=1)
+
+
+class TLS(Model):
+    """``tls: {verify: true, ca_file: /etc/ssl/hospital-ca.pem}``. Verification is on by default."""
+
+    verify: bool = True
+    ca_file: str | None = None
+
+
+class HttpSource(Model):
+    """One request per probe; ``${probe_id}``, ``${sent_at}`` and ``${flow}`` are filled in."""
+
+    type: Literal["http"]
+    method: str = "GET"
+    url: str
+    headers: dict[str, str] = {}
+    body: str | None = None
+    expect_status: list[int] | None = None  # None: any 2xx
+    tls: TLS = TLS()
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"url must start with http:// or https://, got {url!r}")
+        return url
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, method: str) -> str:
+        return method.upper()
+
+
+class Match(Model):
+    """How to find the probe id in a destination's reply: ``{jsonpath: ...}`` or ``{regex: ...}``.
+
+    A regex may use ``${probe_id}``, which is replaced by the escaped probe id.
+    """
+
+    jsonpath: str | None = None
+    regex: str | None = None
+
+    @field_validator("jsonpath")
+    @classmethod
+    def _valid_path(cls, path: str | None) -> str | None:
+        return None if path is None else _check_jsonpath(path)
+
+    @field_validator("regex")
+    @classmethod
+    def _valid_regex(cls, regex: str | None) -> str | None:
+        if regex is not None:
+            try:
+                re.compile(regex.replace("${probe_id}", "X"))
+            except re.error as exc:
+                raise ValueError(f"invalid regex {regex!r}: {exc}") from None
+        return regex
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Match:
+        if (self.jsonpath is None) == (self.regex is None):
+            raise ValueError("give exactly one of jsonpath or regex")
+        return self
+
+
+class HttpDestination(Model):
+    """Polls ``url`` every ``poll`` until the probe id shows up (JSONPath or regex match)."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    type: Literal["http"]
+    url: str
+    poll: Duration | None = None
+    match: Match = Match(regex="${probe_id}")
+    time_field: str | None = None  # JSONPath to the destination's own arrival time
+    headers: dict[str, str] = {}
+    tls: TLS = TLS()
+    slo: SLO = SLO()
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        return HttpSource._http_url(url)
+
+    @field_validator("time_field")
+    @classmethod
+    def _time_field(cls, path: str | None) -> str | None:
+        return None if path is None else _check_jsonpath(path)
+
+    @model_validator(mode="after")
+    def _time_needs_json(self) -> HttpDestination:
+        if self.time_field is not None and self.match.jsonpath is None:
+            raise ValueError("time_field needs match: {jsonpath: ...}")
+        return self
+
+
+Source = Annotated[HttpSource, Field(discriminator="type")]
+Destination = Annotated[HttpDestination, Field(discriminator="type")]
+
+
+class Defaults(Model):
+    interval: Duration = 60.0
+    timeout: Duration = 300.0
+    poll: Duration = 1.0
+    max_in_flight: int = Field(default=10, ge=1)
+    slo: SLO = SLO(latency=30.0, objective=0.995)
+
+
+class Flow(Model):
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    interval: Duration | None = None
+    cron: str | None = None
+    timeout: Duration | None = None
+    max_in_flight: int | None = Field(default=None, ge=1)
+    slo: SLO = SLO()
+    source: Source
+    destinations: list[Destination] = []
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, cron: str | None) -> str | None:
+        if cron is not None:
+            CronTrigger.from_crontab(cron)  # raises ValueError with the offending field
+        return cron
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> Flow:
+        if self.interval is not None and self.cron is not None:
+            raise ValueError("give either interval or cron, not both")
+        names = [d.name for d in self.destinations]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"duplicate destination name {name!r}")
+        return self
+
+
+class Weekly(Model):
+    day: str
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    duration: Duration
+
+    @field_validator("day")
+    @classmethod
+    def _day(cls, day: str) -> str:
+        if day.lower() not in _WEEKDAYS:
+            raise ValueError(f"unknown day {day!r} (expected monday..sunday)")
+        return day.lower()
+
+
+class Once(Model):
+    start: str  # ISO 8601; without an offset it is local time in the config's time zone
+    duration: Duration
+
+    @field_validator("start")
+    @classmethod
+    def _iso(cls, start: str) -> str:
+        try:
+            datetime.fromisoformat(start)
+        except ValueError:
+            raise ValueError(
+                f"invalid start {start!r}: use ISO 8601, e.g. 2026-12-01T22:00"
+            ) from None
+        return start
+
+
+class MaintenanceWindow(Model):
+    name: str
+    flows: list[str] = ["*"]  # glob patterns on flow names
+    weekly: Weekly | None = None
+    once: Once | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> MaintenanceWindow:
+        if (self.weekly is None) == (self.once is None):
+            raise ValueError("give exactly one of weekly or once")
+        return self
+
+
+class Retention(Model):
+    raw: Duration = 90 * 86400.0
+
+
+class Store(Model):
+    url: str = "sqlite+aiosqlite:///probe.db"
+    retention: Retention = Retention()
+    flush_interval: Duration = 0.2
+    batch_size: int = Field(default=500, ge=1)
+
+
+class Server(Model):
+    listen: str = "127.0.0.1:9464"
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, listen: str) -> str:
+        if not re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[^:\s\[\]]+):\d{1,5}", listen):
+            raise ValueError(f"invalid listen address {listen!r}: use HOST:PORT, e.g. 127.0.0.1:9464")
+        return listen
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+class Config(Model):
+    timezone: str = "UTC"
+    store: Store = Store()
+    server: Server = Server()
+    shutdown_grace: Duration = 30.0
+    defaults: Defaults = Defaults()
+    labels: dict[str, str] = {}
+    maintenance: list[MaintenanceWindow] = []
+    flows: list[Flow] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, name: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {name!r} (expected an IANA name such as Europe/Copenhagen)"
+            ) from None
+        return name
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        for name in labels:
+            if not _LABEL_NAME.match(name) or name in _RESERVED_LABELS or name.startswith("__"):
+                raise ValueError(f"invalid label name {name!r}")
+        return labels
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationSpec:
+    """A destination with every layered value applied."""
+
+    name: str
+    config: HttpDestination
+    poll: float
+    slo_latency: float
+    slo_objective: float
+
+
+@dataclass(frozen=True, slots=True)
+class FlowSpec:
+    """A flow with every layered value applied: what the scheduler and runner read."""
+
+    name: str
+    description: str
+    interval: float | None
+    cron: str | None
+    timeout: float
+    max_in_flight: int
+    slo_latency: float
+    slo_objective: float
+    source: HttpSource
+    destinations: tuple[DestinationSpec, ...]
+
+    @property
+    def is_check(self) -> bool:
+        """A flow without destinations: the source's own reply is the result."""
+        return not self.destinations
+
+
+def resolve_flows(config: Config) -> list[FlowSpec]:
+    """Apply ``defaults`` and flow-level values to every flow and destination."""
+    d = config.defaults
+    specs = []
+    for flow in config.flows:
+        latency = _first(flow.slo.latency, d.slo.latency, 30.0)
+        objective = _first(flow.slo.objective, d.slo.objective, 0.995)
+        interval = flow.interval if flow.interval is not None or flow.cron else d.interval
+        dests = tuple(
+            DestinationSpec(
+                name=dest.name,
+                config=dest,
+                poll=_first(dest.poll, d.poll),
+                slo_latency=_first(dest.slo.latency, latency),
+                slo_objective=_first(dest.slo.objective, objective),
+            )
+            for dest in flow.destinations
+        )
+        specs.append(
+            FlowSpec(
+                name=flow.name,
+                description=flow.description,
+                interval=interval,
+                cron=flow.cron,
+                timeout=_first(flow.timeout, d.timeout),
+                max_in_flight=_first(flow.max_in_flight, d.max_in_flight),
+                slo_latency=latency,
+                slo_objective=objective,
+                source=flow.source,
+                destinations=dests,
+            )
+        )
+    return specs
+
+
+def _check_jsonpath(path: str) -> str:
+    try:
+        parse_jsonpath(path)
+    except Exception as exc:  # jsonpath-ng raises several unrelated types
+        raise ValueError(f"invalid JSONPath {path!r}: {exc}") from None
+    return path
+
+
+def _first(*values: T | None) -> T:
+    for value in values:
+        if value is not None:
+            return value
+    raise ValueError("no value")  # unreachable: the last argument is always set

@@ -1,0 +1,264 @@
+"""Reading a config file: YAML with line numbers, ``${ENV}`` and ``*_file`` secrets.
+
+Every problem is reported with its YAML path and line, all at once, as a `ConfigError`:
+
+    probe.yaml:12: flows[0].interval: invalid duration 'fast': use a number and a unit, ...
+
+``${NAME}`` is replaced by the environment variable NAME when the file is loaded, except the
+probe's own template variables (``${probe_id}``, ``${sent_at}``, ``${flow}``,
+``${destination}``), which are filled in for each probe. A key ``X_file`` (other than the
+ones that name real files, such as ``template_file`` and ``ca_file``) is replaced by ``X``
+holding the file's content: that is how secrets stay out of the config file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from probe.config import Config
+from probe.errors import ConfigError
+
+TEMPLATE_VARS = frozenset({"probe_id", "sent_at", "flow", "destination"})
+_PATH_KEYS = frozenset({"template_file", "ca_file", "cert_file", "key_file"})
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_SECRET_NAME = re.compile(r"TOKEN|PASSWORD|PASSWD|SECRET|KEY|CREDENTIAL", re.IGNORECASE)
+Path_ = tuple[str | int, ...]
+
+
+@dataclass(slots=True)
+class LoadedConfig:
+    """A validated config plus what was learnt while loading it."""
+
+    config: Config
+    path: Path
+    secrets: frozenset[str] = field(default_factory=frozenset)
+
+
+def load_config(path: str | Path, *, environ: dict[str, str] | None = None) -> LoadedConfig:
+    """Load and validate a config file, or raise `ConfigError` listing every problem."""
+    path = Path(path)
+    env = dict(os.environ if environ is None else environ)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read config: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: config is not UTF-8: {exc.reason}"]) from None
+    data, lines = _parse_yaml(text, path)
+    problems: list[str] = []
+    secrets: set[str] = set()
+    where = _Locator(path, lines, data)
+    data = _substitute(data, (), env, secrets, problems, where, base=path.parent)
+    problems += _check_duplicate_flows(data, where)
+    try:
+        config = Config.model_validate(data if data is not None else {})
+    except ValidationError as exc:
+        problems += [where.describe(err) for err in exc.errors()]
+    if problems:
+        raise ConfigError(sorted(problems, key=_line_of))
+    return LoadedConfig(config=config, path=path, secrets=frozenset(secrets))
+
+
+def _parse_yaml(text: str, path: Path) -> tuple[Any, dict[Path_, int]]:
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 0
+        raise ConfigError([f"{path}:{line}: YAML syntax error: {exc.problem}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: YAML error: {exc}"]) from None
+    lines: dict[Path_, int] = {}
+    problems: list[str] = []
+    if node is not None:
+        _record_lines(node, (), lines, problems, path)
+    if problems:
+        raise ConfigError(problems)
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError([f"{path}:1: the config must be a mapping of keys to values"])
+    return data, lines
+
+
+def _record_lines(
+    node: yaml.Node, at: Path_, lines: dict[Path_, int], problems: list[str], path: Path
+) -> None:
+    lines[at] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[object, int] = {}
+        for key, value in node.value:
+            name = key.value
+            line = key.start_mark.line + 1
+            if name in seen:
+                problems.append(
+                    f"{path}:{line}: {_render((*at, name))}: duplicate key "
+                    f"(first at line {seen[name]})"
+                )
+            seen[name] = line
+            _record_lines(value, (*at, name), lines, problems, path)
+            lines[(*at, name)] = line
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _record_lines(item, (*at, index), lines, problems, path)
+
+
+def _substitute(
+    value: Any,
+    at: Path_,
+    env: dict[str, str],
+    secrets: set[str],
+    problems: list[str],
+    where: _Locator,
+    *,
+    base: Path,
+) -> Any:
+    if isinstance(value, dict):
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            sub = _substitute(item, (*at, key), env, secrets, problems, where, base=base)
+            if isinstance(key, str) and key.endswith("_file") and key not in _PATH_KEYS:
+                secret = _read_secret(sub, (*at, key), problems, where, base=base)
+                if secret is not None:
+                    secrets.add(secret)
+                    out[key.removesuffix("_file")] = secret
+                continue
+            out[key] = sub
+        return out
+    if isinstance(value, list):
+        return [
+            _substitute(item, (*at, i), env, secrets, problems, where, base=base)
+            for i, item in enumerate(value)
+        ]
+    if isinstance(value, str):
+        return _VAR.sub(lambda m: _env_value(m, at, env, secrets, problems, where), value)
+    return value
+
+
+def _env_value(
+    match: re.Match[str],
+    at: Path_,
+    env: dict[str, str],
+    secrets: set[str],
+    problems: list[str],
+    where: _Locator,
+) -> str:
+    name = match.group(1)
+    if name in TEMPLATE_VARS:
+        return match.group(0)
+    if name not in env:
+        problems.append(where.at(at, f"environment variable {name} is not set"))
+        return match.group(0)
+    value = env[name]
+    # Header values (Authorization, API keys) are treated as secrets whatever the name.
+    if value and (_SECRET_NAME.search(name) or "headers" in at):
+        secrets.add(value)
+    return value
+
+
+def _read_secret(
+    value: Any, at: Path_, problems: list[str], where: _Locator, *, base: Path
+) -> str | None:
+    if not isinstance(value, str):
+        problems.append(where.at(at, "must be a file path"))
+        return None
+    file = Path(value) if Path(value).is_absolute() else base / value
+    try:
+        return file.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        problems.append(where.at(at, f"cannot read secret file {value}: {exc.strerror or exc}"))
+        return None
+
+
+def _check_duplicate_flows(data: Any, where: _Locator) -> list[str]:
+    flows = data.get("flows") if isinstance(data, dict) else None
+    if not isinstance(flows, list):
+        return []
+    problems = []
+    first: dict[str, int] = {}
+    for index, flow in enumerate(flows):
+        name = flow.get("name") if isinstance(flow, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            line = where.line(("flows", first[name], "name"))
+            message = f"duplicate flow name {name!r} (first at line {line})"
+            problems.append(where.at(("flows", index, "name"), message))
+        else:
+            first[name] = index
+    return problems
+
+
+def _line_of(problem: str) -> int:
+    match = re.match(r"[^:]*:(\d+):", problem)
+    return int(match.group(1)) if match else 0
+
+
+class _Locator:
+    """Turns a data path into ``file:line: path`` text, using the YAML node marks."""
+
+    def __init__(self, path: Path, lines: dict[Path_, int], data: Any) -> None:
+        self.path, self.lines, self.data = path, lines, data
+
+    def line(self, at: Path_) -> int:
+        for end in range(len(at), -1, -1):
+            if at[:end] in self.lines:
+                return self.lines[at[:end]]
+        return 1
+
+    def at(self, at: Path_, message: str) -> str:
+        prefix = f"{_render(at)}: " if at else ""
+        return f"{self.path}:{self.line(at)}: {prefix}{message}"
+
+    def describe(self, error: ErrorDetails) -> str:
+        at = tuple(self._real_path(error["loc"]))
+        return self.at(at, _message(error, at))
+
+    def _real_path(self, loc: tuple[str | int, ...]) -> Iterator[str | int]:
+        """Drop the union-tag steps pydantic adds to a path (``source.http.url``)."""
+        node: Any = self.data
+        for i, step in enumerate(loc):
+            last = i == len(loc) - 1
+            if isinstance(node, dict) and step not in node and not last:
+                continue
+            yield step
+            if isinstance(node, dict):
+                node = node.get(step)
+            elif isinstance(node, list) and isinstance(step, int) and step < len(node):
+                node = node[step]
+            else:
+                node = None
+
+
+def _message(error: ErrorDetails, at: Path_) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "missing required key"
+    if kind == "union_tag_invalid":
+        ctx = error.get("ctx", {})
+        return f"unknown type {ctx.get('tag')!r} (expected one of: {ctx.get('expected_tags')})"
+    if kind == "union_tag_not_found":
+        return "missing key 'type'"
+    message = error["msg"]
+    return message.removeprefix("Value error, ")
+
+
+def _render(at: Path_) -> str:
+    text = ""
+    for step in at:
+        text += f"[{step}]" if isinstance(step, int) else f".{step}" if text else str(step)
+    return text

@@ -1,0 +1,53 @@
+"""Durations as operators write them: ``500ms``, ``30s``, ``5m``, ``1h``, ``90d``, ``1h30m``."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BeforeValidator
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def parse_duration(value: object) -> float:
+    """Return seconds. ``parse_duration("1h30m") == 5400.0``; a bare number is seconds.
+
+    >>> parse_duration("500ms")
+    0.5
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"invalid duration {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip():
+        text = value.strip()
+        pos, seconds = 0, 0.0
+        for match in _PART.finditer(text):
+            if match.start() != pos:
+                break
+            seconds += float(match.group(1)) * _UNITS[match.group(2)]
+            pos = match.end()
+        if pos != len(text) or pos == 0:
+            raise ValueError(
+                f"invalid duration {value!r}: use a number and a unit, e.g. 500ms, 30s, 5m, 1h, 90d"
+            )
+    else:
+        raise ValueError(f"invalid duration {value!r}: use e.g. 30s")
+    if seconds <= 0:
+        raise ValueError(f"invalid duration {value!r}: must be greater than zero")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest exact spelling: ``format_duration(90) == "90s"``, ``0.25 -> "250ms"``."""
+    for unit in ("d", "h", "m", "s"):
+        size = _UNITS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{round(seconds * 1000)}ms"
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+"""A pydantic field type: seconds, parsed from ``30s``-style text."""

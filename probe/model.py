@@ -1,0 +1,96 @@
+"""The values that travel between the scheduler, runner, transports and store."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+
+class Outcome(StrEnum):
+    """The value of one result: what happened to one probe at one destination."""
+
+    DELIVERED = "delivered"  # seen within the SLO latency
+    LATE = "late"  # seen after the SLO latency, before the deadline
+    LOST = "lost"  # the destination was readable and never showed it by the deadline
+    SEND_ERROR = "send_error"  # the source refused it or could not be reached
+    OBSERVE_ERROR = "observe_error"  # the destination could not be read
+
+    @property
+    def good(self) -> bool:
+        return self is Outcome.DELIVERED
+
+
+def new_probe_id(now: float | None = None) -> str:
+    """A 20-character id that fits HL7 MSH-10: ``PR`` + 11 hex digits of ms + 7 random hex.
+
+    Ids sort by creation time, and are plain upper-case alphanumerics, so no HL7 or URL
+    escaping can mangle them on the way through an engine.
+    """
+    millis = int((time.time() if now is None else now) * 1000)
+    return f"PR{millis:011X}{secrets.randbits(28):07X}"
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeMessage:
+    """What a transport needs to know about one probe."""
+
+    probe_id: str
+    flow: str
+    slot: datetime
+    sent_at: datetime
+
+    def variables(self, destination: str = "") -> dict[str, str]:
+        """Template values for ``${probe_id}``, ``${sent_at}``, ``${flow}``, ``${destination}``."""
+        return {
+            "probe_id": self.probe_id,
+            "sent_at": self.sent_at.isoformat(timespec="milliseconds"),
+            "flow": self.flow,
+            "destination": destination,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """The source's answer to a send: e.g. ``detail="HTTP 202"``."""
+
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """A destination showed the probe.
+
+    ``seen_mono`` is `time.monotonic()` when we saw it. ``arrived_at`` is the destination's
+    own arrival time when it reports one (a wall-clock value from another machine).
+    ``count`` > 1 means duplicates.
+    """
+
+    probe_id: str
+    destination: str
+    seen_at: datetime
+    seen_mono: float
+    count: int = 1
+    arrived_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One row per probe and destination (``destination=""`` for a check)."""
+
+    probe_id: str
+    flow: str
+    destination: str
+    outcome: Outcome
+    latency: float | None
+    latency_clock: str | None  # "monotonic", "destination" or "wall"
+    duplicates: int
+    reason: str | None
+    slot: datetime
+    resolved_at: datetime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,51 @@
+"""``probe once``: every flow probed once, results printed, exit 1 if any is bad."""
+
+from __future__ import annotations
+
+import asyncio
+
+from probe.config import resolve_flows
+from probe.configfile import LoadedConfig
+from probe.errors import ConfigError
+from probe.logs import redactor
+from probe.metrics import Metrics
+from probe.model import Result, utcnow
+from probe.runner import Runner
+from probe.store import open_store
+from probe.transports.http import HttpClients
+
+
+async def run_once(loaded: LoadedConfig, *, only: str | None = None) -> int:
+    """Probe each flow (or just ``only``) once, at slot = now, and store the results too."""
+    config = loaded.config
+    redactor.update(loaded.secrets)
+    flows = [f for f in resolve_flows(config) if only is None or f.name == only]
+    if not flows:
+        raise ConfigError([f"no flow named {only!r}"])
+    store = await open_store(config.store.url, flush_interval=config.store.flush_interval)
+    store.start()
+    clients = HttpClients()
+    runner = Runner(store=store, metrics=Metrics(config.labels))
+    try:
+        await runner.open(flows, clients)
+        slot = utcnow()  # not a scheduled slot: it cannot collide with the daemon's
+        batches = await asyncio.gather(*(runner.run_slot(flow, slot) for flow in flows))
+    finally:
+        await runner.aclose()
+        await clients.aclose()
+        await store.close()
+    results = [r for batch in batches for r in batch or []]
+    _print(results)
+    return 0 if results and all(r.outcome.good for r in results) else 1
+
+
+def _print(results: list[Result]) -> None:
+    rows = [("FLOW", "DESTINATION", "OUTCOME", "LATENCY", "REASON")]
+    for r in results:
+        latency = "-" if r.latency is None else f"{r.latency * 1000:.1f}ms"
+        rows.append((r.flow, r.destination or "(check)", str(r.outcome), latency, r.reason or ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )

@@ -1,0 +1,98 @@
+"""The SQL schema: probes, sightings and results. Alembic migrations follow these tables."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every backend.
+
+    SQLite has no time zone type, so values are stored as naive UTC there and given their
+    zone back on the way out.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use UTC-aware values")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# One row per flow and slot: the unique constraint is the slot claim shared by every daemon.
+probes = Table(
+    "probes",
+    metadata,
+    Column("probe_id", String(20), primary_key=True),
+    Column("flow", String(64), nullable=False),
+    Column("slot_at", UTCDateTime, nullable=False),
+    Column("claimed_at", UTCDateTime, nullable=False),
+    Column("deadline_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    Column("send_reason", String(32)),  # null once sent cleanly
+    Column("detail", String(200)),  # the source's reply or error, redacted and short
+    Column("node", String(64)),
+    UniqueConstraint("flow", "slot_at"),
+)
+
+sightings = Table(
+    "sightings",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("probe_id", String(20), nullable=False),
+    Column("destination", String(64), nullable=False),
+    Column("seen_at", UTCDateTime, nullable=False),
+    Column("arrived_at", UTCDateTime),  # the destination's own clock, when it says
+    Column("count", Integer, nullable=False, default=1),
+    Index(None, "probe_id", "destination"),
+)
+
+results = Table(
+    "results",
+    metadata,
+    Column("probe_id", String(20), primary_key=True),
+    Column("destination", String(64), primary_key=True),  # "" for a check
+    Column("flow", String(64), nullable=False),
+    Column("slot_at", UTCDateTime, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("latency_s", Float),
+    Column("latency_clock", String(12)),  # monotonic | destination | wall
+    Column("duplicates", Integer, nullable=False, default=0),
+    Column("reason", String(32)),
+    Column("resolved_at", UTCDateTime, nullable=False),
+    Index(None, "flow", "destination", "slot_at"),
+)
