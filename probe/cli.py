@@ -24,7 +24,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "command"):
         parser.print_help()
         return EXIT_CONFIG
-    logs.configure(level=args.log_level, json=_json_flag(args.log_format))
+    stream = sys.stderr if args.command is cmd_once else sys.stdout
+    logs.configure(level=args.log_level, json=_json_flag(args.log_format), stream=stream)
     try:
         return int(args.command(args))
     except ConfigError as exc:

@@ -233,7 +233,9 @@ class Server(Model):
     @classmethod
     def _host_port(cls, listen: str) -> str:
         if not re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[^:\s\[\]]+):\d{1,5}", listen):
-            raise ValueError(f"invalid listen address {listen!r}: use HOST:PORT, e.g. 127.0.0.1:9464")
+            raise ValueError(
+                f"invalid listen address {listen!r}: use HOST:PORT, e.g. 127.0.0.1:9464"
+            )
         return listen
 
     @property

@@ -21,13 +21,14 @@ import structlog
 from probe.config import FlowSpec, resolve_flows
 from probe.configfile import LoadedConfig
 from probe.errors import StoreError
+from probe.listener import Listener
 from probe.logs import redactor
 from probe.maintenance import covers, is_active
 from probe.metrics import Metrics
 from probe.model import utcnow
 from probe.runner import Runner
 from probe.schedule import Scheduler
-from probe.server import HttpServer, make_app
+from probe.server import make_app
 from probe.store import Store, open_store, safe_url
 from probe.transports.http import HttpClients
 
@@ -53,7 +54,7 @@ class Daemon:
         self.metrics = Metrics(self.config.labels)
         self.started = asyncio.Event()
         self.store: Store | None = None
-        self.server: HttpServer | None = None
+        self.server: Listener | None = None
         self.scheduler: Scheduler | None = None
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
@@ -94,7 +95,7 @@ class Daemon:
         self.metrics.daemon(self.metrics.config_reload_success).set(1)
         host, port = self.config.server.host_port
         app = make_app(exposition=self._exposition, readiness=self._readiness)
-        self.server = HttpServer(app, host=host, port=port)
+        self.server = Listener("api", app, host=host, port=port)
         await self.server.start()
         self.scheduler = Scheduler(runner.run_slot, self.metrics, timezone=self.config.timezone)
         for flow in self.flows:

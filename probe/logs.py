@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -45,9 +45,16 @@ class Redactor:
 redactor = Redactor()
 
 
-def configure(*, level: str = "info", json: bool | None = None) -> None:
-    """Set up structlog for the process. ``json=None``: JSON unless stdout is a terminal."""
-    as_json = not sys.stdout.isatty() if json is None else json
+def configure(
+    *, level: str = "info", json: bool | None = None, stream: TextIO | None = None
+) -> None:
+    """Set up structlog for the process. ``json=None``: JSON unless the stream is a terminal.
+
+    Logs go to stdout, as containers expect; commands whose stdout is their answer
+    (``probe once``) pass ``stream=sys.stderr``.
+    """
+    stream = sys.stdout if stream is None else stream
+    as_json = not stream.isatty() if json is None else json
     renderer: Any = (
         structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
     )
@@ -63,6 +70,6 @@ def configure(*, level: str = "info", json: bool | None = None) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )

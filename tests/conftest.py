@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -49,7 +49,7 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Each store test runs on a real SQLite file and on the real PostgreSQL, migrated."""
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'probe.db'}"
@@ -58,4 +58,4 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
     engine = create_engine(url)
     await upgrade(engine)
     await engine.dispose()
-    yield url
+    return url

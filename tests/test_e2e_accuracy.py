@@ -92,7 +92,9 @@ async def test_measurements_equal_ground_truth(store_url: str, tmp_path: Path) -
 
     for destination in ("labka", "epm3"):
         ours = {r.probe_id: r for r in result_rows if r.destination == destination}
-        true_lost = {pid for (pid, d), t in truth.items() if d == destination and t.action == "lost"}
+        true_lost = {
+            pid for (pid, d), t in truth.items() if d == destination and t.action == "lost"
+        }
         our_lost = {pid for pid, r in ours.items() if r.outcome == "lost"}
         assert our_lost == true_lost, destination
         assert 0 < len(true_lost) < len(sent) * 0.25  # the 10% loss really happened

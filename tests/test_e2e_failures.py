@@ -61,7 +61,10 @@ def _config(tmp_path: Path, healthy: Any, stalled: Any) -> dict[str, Any]:
                     _dest("ok", healthy.url("ok")),
                 ],
             },
-            {"name": "health", "source": {"type": "http", "url": healthy.url("engine") + "/health"}},
+            {
+                "name": "health",
+                "source": {"type": "http", "url": healthy.url("engine") + "/health"},
+            },
             {
                 "name": "wrong-status",
                 "source": {
@@ -167,8 +170,15 @@ async def test_promtool_accepts_a_scrape_with_static_labels(tmp_path: Path) -> N
 
             async def delivered() -> bool:
                 text = await _scrape(daemon)
-                return _total(text.replace(',env="test"', "").replace(
-                    ',region="hovedstaden"', ""), "gs-a", "ok", "delivered") > 0
+                return (
+                    _total(
+                        text.replace(',env="test"', "").replace(',region="hovedstaden"', ""),
+                        "gs-a",
+                        "ok",
+                        "delivered",
+                    )
+                    > 0
+                )
 
             await wait_for(delivered, limit=20)
             text = await _scrape(daemon)
