@@ -14,6 +14,7 @@ import re
 import zoneinfo
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 from apscheduler.triggers.cron import CronTrigger
@@ -45,6 +46,13 @@ class TLS(Model):
 
     verify: bool = True
     ca_file: str | None = None
+
+    @field_validator("ca_file")
+    @classmethod
+    def _exists(cls, ca_file: str | None) -> str | None:
+        if ca_file is not None and not Path(ca_file).is_file():
+            raise ValueError(f"CA file {ca_file!r} not found")
+        return ca_file
 
 
 class HttpSource(Model):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,6 +16,9 @@ from probe.daemon import Daemon
 from tests.helpers import closed_port, fetch_rows, running, simulator, wait_for, write_config
 
 LONG = {"start": 0, "duration": "1h"}
+PROMTOOL = shutil.which("promtool")
+if os.environ.get("PROBE_REQUIRE_PROMTOOL") and not PROMTOOL:
+    raise RuntimeError("PROBE_REQUIRE_PROMTOOL is set but promtool is not installed")
 
 
 def _dest(name: str, base: str) -> dict[str, Any]:
@@ -59,6 +63,10 @@ def _config(tmp_path: Path, healthy: Any, stalled: Any) -> dict[str, Any]:
                     _dest("answers-500", healthy.url("broken")),
                     _dest("garbage", healthy.url("garbage")),
                     _dest("ok", healthy.url("ok")),
+                    {**_dest("slow", healthy.url("slow")), "slo": {"latency": "150ms"}},
+                    {**_dest("twice", healthy.url("twice"))},
+                    {**_dest("regex", healthy.url("ok")), "match": {"regex": "${probe_id}"}},
+                    _dest("refusing", healthy.url("refusing")),
                 ],
             },
             {
@@ -82,6 +90,9 @@ HEALTHY = {
         "broken": {"outages": [{"mode": "http_500", **LONG}]},
         "garbage": {"outages": [{"mode": "garbage", **LONG}]},
         "ok": {"delay": {"fixed": "20ms"}},
+        "slow": {"delay": {"fixed": "400ms"}},
+        "twice": {"duplicates": 1.0},
+        "refusing": {"outages": [{"mode": "refuse", **LONG}]},
     }
 }
 STALLED = {
@@ -95,6 +106,10 @@ EXPECTED = {
     ("fan-out", "answers-500"): ("observe_error", "http_5xx"),
     ("fan-out", "garbage"): ("observe_error", "protocol"),
     ("fan-out", "ok"): ("delivered", None),
+    ("fan-out", "slow"): ("late", None),
+    ("fan-out", "twice"): ("delivered", None),
+    ("fan-out", "regex"): ("delivered", None),
+    ("fan-out", "refusing"): ("observe_error", "connect"),
     ("health", ""): ("delivered", None),
     ("wrong-status", ""): ("send_error", "unexpected_status"),
 }
@@ -136,7 +151,7 @@ async def test_each_failure_has_its_outcome_and_the_daemon_keeps_running(tmp_pat
                 ready = await client.get(daemon.server.url + "/readyz")
             assert ready.status_code == 200
             assert ready.json()["checks"] == {"store": True, "scheduler": True}
-            if shutil.which("promtool"):
+            if PROMTOOL:
                 _promtool_check(after_text)
     _, results = await fetch_rows(loaded.config.store.url)
     seen = {(r.flow, r.destination): set() for r in results}
@@ -144,6 +159,9 @@ async def test_each_failure_has_its_outcome_and_the_daemon_keeps_running(tmp_pat
         seen[(r.flow, r.destination)].add((r.outcome, r.reason))
     for key, expected in EXPECTED.items():
         assert seen[key] == {expected}, key
+    duplicates = {(r.destination, r.duplicates) for r in results if r.outcome == "delivered"}
+    assert ("twice", 1) in duplicates
+    assert not {d for d, n in duplicates if n and d != "twice"}
 
 
 def _promtool_check(text: str) -> None:
@@ -153,7 +171,7 @@ def _promtool_check(text: str) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool not installed")
+@pytest.mark.skipif(not PROMTOOL, reason="promtool not installed (apt-get install prometheus)")
 async def test_promtool_accepts_a_scrape_with_static_labels(tmp_path: Path) -> None:
     async with simulator(HEALTHY) as healthy:
         config = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import ssl
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -212,7 +213,9 @@ class HttpClients:
         if key not in self._clients:
             from httpx_aiohttp import AiohttpTransport
 
-            tls: bool | str = ca_file if (verify and ca_file) else verify
+            tls: bool | ssl.SSLContext = verify
+            if verify and ca_file:
+                tls = ssl.create_default_context(cafile=ca_file)
             self._clients[key] = httpx.AsyncClient(
                 transport=AiohttpTransport(verify=tls),
                 timeout=None,  # noqa: S113 - the runner owns every deadline
