@@ -11,7 +11,7 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 6048
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 
 
-def parse_duration(value: object) -> float:
+def parse_duration(value: object, *, allow_zero: bool = False) -> float:
     """Return seconds. ``parse_duration("1h30m") == 5400.0``; a bare number is seconds.
 
     >>> parse_duration("500ms")
@@ -21,6 +21,8 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"invalid duration {value!r}")
     if isinstance(value, int | float):
         seconds = float(value)
+        if seconds in (float("inf"), float("-inf")):
+            raise ValueError(f"invalid duration {value!r}")
     elif isinstance(value, str) and value.strip():
         text = value.strip()
         pos, seconds = 0, 0.0
@@ -35,7 +37,7 @@ def parse_duration(value: object) -> float:
             )
     else:
         raise ValueError(f"invalid duration {value!r}: use e.g. 30s")
-    if seconds <= 0:
+    if seconds < 0 or (seconds == 0 and not allow_zero) or seconds != seconds:  # NaN
         raise ValueError(f"invalid duration {value!r}: must be greater than zero")
     return seconds
 
@@ -50,4 +52,7 @@ def format_duration(seconds: float) -> str:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
-"""A pydantic field type: seconds, parsed from ``30s``-style text."""
+"""A pydantic field type: seconds, parsed from ``30s``-style text; zero is refused."""
+
+DurationOrZero = Annotated[float, BeforeValidator(lambda v: parse_duration(v, allow_zero=True))]
+"""Like `Duration`, but ``0`` is allowed (an offset, a delay that may be none)."""

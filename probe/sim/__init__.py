@@ -5,7 +5,7 @@ configured delay, at destinations such as Labka and EPM3, with loss, duplicates 
 windows. A ground-truth log records what really happened to each message.
 """
 
-from probe.sim.config import SimConfig, load_sim_config, parse_duration, parse_sim_config
+from probe.sim.config import SimConfig, load_sim_config, parse_sim_config
 from probe.sim.simulator import Simulator
 from probe.sim.truth import TruthRecord, read_truth
 
@@ -14,7 +14,6 @@ __all__ = [
     "Simulator",
     "TruthRecord",
     "load_sim_config",
-    "parse_duration",
     "parse_sim_config",
     "read_truth",
 ]

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import random
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -36,28 +35,12 @@ from pydantic import (
     model_validator,
 )
 
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+from probe.durations import DurationOrZero
+
 _DELAY_KINDS = ("fixed", "uniform", "lognormal")
 
-
-def parse_duration(value: object) -> float:
-    """Seconds from a duration: `"300ms"` → 0.3, `"30s"`, `"5m"`, `"1h"`, or a plain number.
-
-    Raises `ValueError` for anything else, including negative numbers and booleans.
-    """
-    # bool is an int, and `true` in YAML is almost certainly a mistake here.
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if math.isfinite(value) and value >= 0:
-            return float(value)
-    elif isinstance(value, str) and (match := _DURATION.fullmatch(value.strip())):
-        return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    raise ValueError(
-        f"invalid duration {value!r}: expected seconds or a string like 300ms, 30s, 5m, 1h"
-    )
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+# Offsets and delays may be zero; a window with no duration is refused by its model.
+Duration = DurationOrZero
 """A non-negative number of seconds, written as `300ms`, `30s`, `5m`, `1h` or a number."""
 
 Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
