@@ -36,6 +36,8 @@ log = structlog.get_logger("probe.daemon")
 
 # How far back a start looks for probes a previous run left unresolved.
 RESUME_WINDOW = timedelta(days=2)
+# How long past its deadline another node's unresolved probe waits before this one adopts it.
+ADOPT_AFTER = timedelta(minutes=1)
 
 
 class Daemon:
@@ -96,7 +98,10 @@ class Daemon:
         host, port = self.config.server.host_port
         app = make_app(exposition=self._exposition, readiness=self._readiness)
         self.server = Listener("api", app, host=host, port=port)
-        await self.server.start()
+        try:
+            await self.server.start()
+        except OSError as exc:
+            raise OSError(f"cannot listen on {self.config.server.listen}: {exc.strerror}") from exc
         self.scheduler = Scheduler(runner.run_slot, self.metrics, timezone=self.config.timezone)
         for flow in self.flows:
             self.scheduler.add(flow)
@@ -149,9 +154,15 @@ class Daemon:
             log.error("resume_failed", error=str(exc))
             return
         by_name = {flow.name: flow for flow in self.flows}
+        now = utcnow()
         for probe in stored:
             flow = by_name.get(probe.flow)
             if flow is None:
+                continue
+            # Another live daemon sharing the store resolves its own probes; step in only
+            # once it is clearly overdue (its owner died).
+            overdue = now > probe.deadline_at + ADOPT_AFTER
+            if probe.node != self.node and not overdue:
                 continue
             wanted = {d.name for d in flow.destinations} or {""}
             if wanted <= probe.resolved:

@@ -15,7 +15,7 @@ import structlog
 from structlog.contextvars import bound_contextvars
 
 from probe.config import DestinationSpec, FlowSpec
-from probe.errors import ProbeError, StoreError, TransportError, TransportTimeout
+from probe.errors import StoreError, TransportError, TransportTimeout
 from probe.metrics import Metrics
 from probe.model import Outcome, ProbeMessage, Result, Sighting, new_probe_id, utcnow
 from probe.store import ProbeRow, SentRow, Store, StoredProbe
@@ -123,7 +123,7 @@ class Runner:
             error = TransportTimeout("the source did not answer before the deadline")
         except TransportError as exc:
             error = exc
-        except (ProbeError, OSError, ValueError) as exc:  # a bug or an odd platform error
+        except Exception as exc:  # a bug must cost one result, never the daemon or the probe
             log.exception("source_failed")
             error = TransportError(f"{type(exc).__name__}: {exc}", reason="internal")
         if error is not None:
@@ -153,6 +153,9 @@ class Runner:
         except TransportError as exc:
             log.warning("observe_error", destination=dest.name, reason=exc.reason, error=str(exc))
             return self._finish(flow, dest.name, message, Outcome.OBSERVE_ERROR, reason=exc.reason)
+        except Exception:  # a bug must cost one result, never the daemon or the probe
+            log.exception("observer_failed", destination=dest.name)
+            return self._finish(flow, dest.name, message, Outcome.OBSERVE_ERROR, reason="internal")
         if sighting is None:
             return self._finish(flow, dest.name, message, Outcome.LOST)
         self.store.add_sighting(sighting)

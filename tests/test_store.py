@@ -115,3 +115,29 @@ async def test_naive_datetimes_are_refused(tmp_path: Path) -> None:
             await store.claim(row)
     finally:
         await store.close()
+
+
+async def test_a_refused_row_does_not_block_the_batch(store_url: str) -> None:
+    """A row the database refuses is logged and counted; the rest of its batch lands."""
+    errors: list[int] = []
+    store = await open_store(store_url, flush_interval=0.05)
+    store.on_write_error = lambda: errors.append(1)
+    store.start()
+    rows = [_row("gs", NOW + timedelta(seconds=i)) for i in range(3)]
+    try:
+        assert all(await asyncio.gather(*(store.claim(r) for r in rows)))
+        for i, row in enumerate(rows):
+            flow = None if i == 1 else "gs"  # NOT NULL: both backends refuse this row
+            result = Result(
+                row.probe_id, flow, "labka", Outcome.LOST, None, None, 0, None,  # type: ignore[arg-type]
+                row.slot_at, NOW,
+            )  # fmt: skip
+            store.add_result(result)
+    finally:
+        await store.close()
+    store = await open_store(store_url)
+    try:
+        assert await _count(store, results) == 2
+    finally:
+        await store.close()
+    assert len(errors) == 2  # the batch, then the one row

@@ -20,7 +20,7 @@ import structlog
 from sqlalchemy import and_, bindparam, event, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
@@ -63,6 +63,7 @@ class StoredProbe:
     deadline_at: datetime
     sent_at: datetime | None
     send_reason: str | None
+    node: str | None
     resolved: frozenset[str]
 
 
@@ -184,15 +185,27 @@ class Store:
                 return
 
     async def _write_with_retry(self, batch: Sequence[SentRow | Sighting | Result]) -> None:
+        """Write a batch; retry while the database is unreachable, isolate rows it refuses."""
         retrying = AsyncRetrying(
-            retry=retry_if_exception_type((SQLAlchemyError, OSError)),
+            retry=retry_if_exception_type((OperationalError, InterfaceError, OSError)),
             wait=wait_exponential(multiplier=0.2, max=10),
             before_sleep=lambda state: self._write_failed(state.outcome),
             reraise=True,
         )
-        async for attempt in retrying:
-            with attempt:
-                await self._write(batch)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    await self._write(batch)
+        except SQLAlchemyError:
+            # The database answered but refused something in the batch (a constraint, a
+            # value too long): write row by row so one bad row cannot block the rest.
+            self.on_write_error()
+            for item in batch:
+                try:
+                    await self._write([item])
+                except SQLAlchemyError as exc:
+                    self.on_write_error()
+                    log.error("store_row_refused", item=type(item).__name__, error=str(exc)[:300])
 
     def _write_failed(self, outcome: Any) -> None:
         self.on_write_error()
@@ -244,6 +257,7 @@ class Store:
                 deadline_at=row.deadline_at,
                 sent_at=row.sent_at,
                 send_reason=row.send_reason,
+                node=row.node,
                 resolved=frozenset(done),
             )
             for row, done in found.values()

@@ -129,8 +129,9 @@ class HttpPollObserver:
                 if sighting is not None:
                     return sighting
                 last_error = None
-            next_poll += self.poll
             now = time.monotonic()
+            # Fixed rate; a poll slower than the interval is followed at once, not in bursts.
+            next_poll = max(next_poll + self.poll, now)
             if now >= deadline:
                 break
             await asyncio.sleep(max(0.0, min(next_poll, deadline) - now))
