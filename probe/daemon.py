@@ -179,6 +179,11 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
+        # SIGHUP's default action kills the process; until reload exists, say so instead.
+        loop.add_signal_handler(signal.SIGHUP, self._on_hangup)
+
+    def _on_hangup(self) -> None:
+        log.warning("reload_not_supported", note="config reload is not built yet; restart")
 
     def _on_signal(self, sig: signal.Signals) -> None:
         log.info("signal", signal=sig.name, again=self._stop.is_set())

@@ -16,6 +16,7 @@ from structlog.contextvars import bound_contextvars
 
 from probe.config import DestinationSpec, FlowSpec
 from probe.errors import StoreError, TransportError, TransportTimeout
+from probe.logs import redactor
 from probe.metrics import Metrics
 from probe.model import Outcome, ProbeMessage, Result, Sighting, new_probe_id, utcnow
 from probe.store import ProbeRow, SentRow, Store, StoredProbe
@@ -127,7 +128,7 @@ class Runner:
             log.exception("source_failed")
             error = TransportError(f"{type(exc).__name__}: {exc}", reason="internal")
         if error is not None:
-            detail = str(error)[:200]
+            detail = redactor.redact(str(error))[:200]
             log.warning("send_error", reason=error.reason, error=str(error))
         reason = error.reason if error else None
         sent = SentRow(message.probe_id, message.sent_at, reason, detail)

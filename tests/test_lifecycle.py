@@ -93,7 +93,9 @@ async def test_sigterm_drains_in_flight_probes_and_exits_0(tmp_path: Path) -> No
         port = closed_port()
         config = _config(tmp_path, sim, port=port, timeout="3s", grace="10s")
         async with probe_process(config, port) as proc:
+            proc.send_signal(signal.SIGHUP)  # must not kill it
             await asyncio.sleep(1.5)  # several probes are now waiting for their 800 ms delay
+            assert proc.returncode is None
             proc.send_signal(signal.SIGTERM)
             code, out, err = await _finish(proc, limit=15)
     assert code == 0, err
