@@ -153,7 +153,7 @@ class HttpPollObserver:
         if status >= 400:
             reason = "http_5xx" if status >= 500 else "http_4xx"
             raise CheckFailed(f"{self.target} answered HTTP {status}", reason=reason)
-        count, arrived_at = self._match(response, probe.probe_id)
+        count, arrived_at = self._match(response, probe)
         if not count:
             return None
         return Sighting(
@@ -165,11 +165,10 @@ class HttpPollObserver:
             arrived_at=arrived_at,
         )
 
-    def _match(self, response: httpx.Response, probe_id: str) -> tuple[int, datetime | None]:
+    def _match(self, response: httpx.Response, probe: ProbeMessage) -> tuple[int, datetime | None]:
+        probe_id = probe.probe_id
         if self.jsonpath is None:
-            assert self.config.match.regex is not None
-            pattern = fill(self.config.match.regex, {"probe_id": re.escape(probe_id)})
-            return len(re.findall(pattern, response.text)), None
+            return len(re.findall(self._pattern(probe), response.text)), None
         try:
             document = json.loads(response.content)
         except ValueError:
@@ -177,6 +176,12 @@ class HttpPollObserver:
         matches = [m for m in self.jsonpath.find(document) if m.value == probe_id]
         arrivals = [t for m in matches if (t := self._arrival(m)) is not None]
         return len(matches), min(arrivals) if arrivals else None
+
+    def _pattern(self, probe: ProbeMessage) -> str:
+        """The regex with ``${probe_id}`` (and the other template variables) escaped in."""
+        assert self.config.match.regex is not None
+        variables = probe.variables(self.config.name)
+        return fill(self.config.match.regex, {k: re.escape(v) for k, v in variables.items()})
 
     def _arrival(self, match: Any) -> datetime | None:
         """The arrival time, read from the object that holds the matched probe id."""
