@@ -104,8 +104,6 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def describe_flow(flow: FlowSpec) -> str:
     """One line: ``gs-rest: http POST host/path -> labka (http), every 30s, timeout 5m, ...``."""
-    source = flow.source
-    target = source.url.split("?", 1)[0]  # queries may carry tokens
     schedule = (
         f"cron '{flow.cron}'" if flow.cron else f"every {format_duration(flow.interval or 0)}"
     )
@@ -119,7 +117,7 @@ def describe_flow(flow: FlowSpec) -> str:
             for d in flow.destinations
         )
     return (
-        f"{flow.name}: {source.type} {source.method} {target} {where}, {schedule}, "
+        f"{flow.name}: {flow.source.summary} {where}, {schedule}, "
         f"timeout {format_duration(flow.timeout)}, {slo}"
     )
 

@@ -14,139 +14,41 @@ import re
 import zoneinfo
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, TypeVar
 
 from apscheduler.triggers.cron import CronTrigger
-from jsonpath_ng.ext.parser import parse as parse_jsonpath
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from probe.durations import Duration
+from probe.transport_config import (
+    NAME_PATTERN,
+    SLO,
+    HttpDestination,
+    HttpSource,
+    MllpDestination,
+    MllpSource,
+    Model,
+    SqlDestination,
+    SqlSource,
+    check_listen,
+)
 
-NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _RESERVED_LABELS = {"flow", "destination", "outcome", "le", "job", "instance"}
 T = TypeVar("T")
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SLO(Model):
-    """``slo: {latency: 30s, objective: 0.995}``. Either key may be left to an outer layer."""
-
-    latency: Duration | None = None
-    objective: float | None = Field(default=None, gt=0, lt=1)
-
-
-class TLS(Model):
-    """``tls: {verify: true, ca_file: /etc/ssl/hospital-ca.pem}``. Verification is on by default."""
-
-    verify: bool = True
-    ca_file: str | None = None
-
-    @field_validator("ca_file")
-    @classmethod
-    def _exists(cls, ca_file: str | None) -> str | None:
-        if ca_file is not None and not Path(ca_file).is_file():
-            raise ValueError(f"CA file {ca_file!r} not found")
-        return ca_file
-
-
-class HttpSource(Model):
-    """One request per probe; ``${probe_id}``, ``${sent_at}`` and ``${flow}`` are filled in."""
-
-    type: Literal["http"]
-    method: str = "GET"
-    url: str
-    headers: dict[str, str] = {}
-    body: str | None = None
-    expect_status: list[int] | None = None  # None: any 2xx
-    tls: TLS = TLS()
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, url: str) -> str:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError(f"url must start with http:// or https://, got {url!r}")
-        return url
-
-    @field_validator("method")
-    @classmethod
-    def _method(cls, method: str) -> str:
-        return method.upper()
-
-
-class Match(Model):
-    """How to find the probe id in a destination's reply: ``{jsonpath: ...}`` or ``{regex: ...}``.
-
-    A regex may use ``${probe_id}``, which is replaced by the escaped probe id.
-    """
-
-    jsonpath: str | None = None
-    regex: str | None = None
-
-    @field_validator("jsonpath")
-    @classmethod
-    def _valid_path(cls, path: str | None) -> str | None:
-        return None if path is None else _check_jsonpath(path)
-
-    @field_validator("regex")
-    @classmethod
-    def _valid_regex(cls, regex: str | None) -> str | None:
-        if regex is not None:
-            try:
-                re.compile(regex.replace("${probe_id}", "X"))
-            except re.error as exc:
-                raise ValueError(f"invalid regex {regex!r}: {exc}") from None
-        return regex
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Match:
-        if (self.jsonpath is None) == (self.regex is None):
-            raise ValueError("give exactly one of jsonpath or regex")
-        return self
-
-
-class HttpDestination(Model):
-    """Polls ``url`` every ``poll`` until the probe id shows up (JSONPath or regex match)."""
-
-    name: str = Field(pattern=NAME_PATTERN)
-    type: Literal["http"]
-    url: str
-    poll: Duration | None = None
-    match: Match = Match(regex="${probe_id}")
-    time_field: str | None = None  # JSONPath to the destination's own arrival time
-    headers: dict[str, str] = {}
-    tls: TLS = TLS()
-    slo: SLO = SLO()
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, url: str) -> str:
-        return HttpSource._http_url(url)
-
-    @field_validator("time_field")
-    @classmethod
-    def _time_field(cls, path: str | None) -> str | None:
-        return None if path is None else _check_jsonpath(path)
-
-    @model_validator(mode="after")
-    def _time_needs_json(self) -> HttpDestination:
-        if self.time_field is not None and self.match.jsonpath is None:
-            raise ValueError("time_field needs match: {jsonpath: ...}")
-        return self
-
-
-Source = Annotated[HttpSource, Field(discriminator="type")]
-Destination = Annotated[HttpDestination, Field(discriminator="type")]
+Source = Annotated[HttpSource | MllpSource | SqlSource, Field(discriminator="type")]
+Destination = Annotated[
+    HttpDestination | MllpDestination | SqlDestination, Field(discriminator="type")
+]
 
 
 class Defaults(Model):
     interval: Duration = 60.0
     timeout: Duration = 300.0
+    send_timeout: Duration = 30.0
     poll: Duration = 1.0
     max_in_flight: int = Field(default=10, ge=1)
     slo: SLO = SLO(latency=30.0, objective=0.995)
@@ -158,6 +60,7 @@ class Flow(Model):
     interval: Duration | None = None
     cron: str | None = None
     timeout: Duration | None = None
+    send_timeout: Duration | None = None
     max_in_flight: int | None = Field(default=None, ge=1)
     slo: SLO = SLO()
     source: Source
@@ -240,11 +143,7 @@ class Server(Model):
     @field_validator("listen")
     @classmethod
     def _host_port(cls, listen: str) -> str:
-        if not re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[^:\s\[\]]+):\d{1,5}", listen):
-            raise ValueError(
-                f"invalid listen address {listen!r}: use HOST:PORT, e.g. 127.0.0.1:9464"
-            )
-        return listen
+        return check_listen(listen)
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -287,7 +186,7 @@ class DestinationSpec:
     """A destination with every layered value applied."""
 
     name: str
-    config: HttpDestination
+    config: HttpDestination | MllpDestination | SqlDestination
     poll: float
     slo_latency: float
     slo_objective: float
@@ -302,10 +201,11 @@ class FlowSpec:
     interval: float | None
     cron: str | None
     timeout: float
+    send_timeout: float
     max_in_flight: int
     slo_latency: float
     slo_objective: float
-    source: HttpSource
+    source: HttpSource | MllpSource | SqlSource
     destinations: tuple[DestinationSpec, ...]
 
     @property
@@ -326,7 +226,7 @@ def resolve_flows(config: Config) -> list[FlowSpec]:
             DestinationSpec(
                 name=dest.name,
                 config=dest,
-                poll=_first(dest.poll, d.poll),
+                poll=_first(getattr(dest, "poll", None), d.poll),
                 slo_latency=_first(dest.slo.latency, latency),
                 slo_objective=_first(dest.slo.objective, objective),
             )
@@ -339,6 +239,7 @@ def resolve_flows(config: Config) -> list[FlowSpec]:
                 interval=interval,
                 cron=flow.cron,
                 timeout=_first(flow.timeout, d.timeout),
+                send_timeout=_first(flow.send_timeout, d.send_timeout),
                 max_in_flight=_first(flow.max_in_flight, d.max_in_flight),
                 slo_latency=latency,
                 slo_objective=objective,
@@ -347,14 +248,6 @@ def resolve_flows(config: Config) -> list[FlowSpec]:
             )
         )
     return specs
-
-
-def _check_jsonpath(path: str) -> str:
-    try:
-        parse_jsonpath(path)
-    except Exception as exc:  # jsonpath-ng raises several unrelated types
-        raise ValueError(f"invalid JSONPath {path!r}: {exc}") from None
-    return path
 
 
 def _first(*values: T | None) -> T:

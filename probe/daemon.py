@@ -30,7 +30,7 @@ from probe.runner import Runner
 from probe.schedule import Scheduler
 from probe.server import make_app
 from probe.store import Store, open_store, safe_url
-from probe.transports.http import HttpClients
+from probe.transports import Resources
 
 log = structlog.get_logger("probe.daemon")
 
@@ -79,7 +79,7 @@ class Daemon:
         )
         self.store.on_write_error = self.metrics.daemon(self.metrics.store_write_errors).inc
         self.store.start()
-        clients = HttpClients()
+        clients = Resources()
         runner = Runner(store=self.store, metrics=self.metrics, node=self.node)
         try:
             await runner.open(self.flows, clients)

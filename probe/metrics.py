@@ -11,7 +11,7 @@ from typing import TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from probe.config import FlowSpec
-from probe.model import Outcome
+from probe.model import Outcome, Result
 
 LATENCY_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
@@ -58,6 +58,15 @@ class Metrics:
         self.slo_latency = Gauge(
             "probe_slo_latency_seconds", "Configured SLO latency.", dest, registry=r
         )
+        self.duplicates = Counter(
+            "probe_duplicates", "Extra copies of probes seen at a destination.", dest, registry=r
+        )
+        self.mismatches = Counter(
+            "probe_content_mismatches",
+            "Results whose message arrived with changed content (e.g. a mangled name).",
+            dest,
+            registry=r,
+        )
         self.in_flight = Gauge("probe_in_flight", "Probes sent and not resolved.", flow, registry=r)
         self.maintenance = Gauge(
             "probe_maintenance", "1 while a maintenance window covers the flow.", flow, registry=r
@@ -99,16 +108,21 @@ class Metrics:
                 self.slo_latency.labels(*labels).set(latency)
                 self.slo_objective.labels(*labels).set(objective)
                 self.latency.labels(*labels)
+                self.duplicates.labels(*labels)
+                self.mismatches.labels(*labels)
                 for outcome in Outcome:
                     self.results.labels(*labels, outcome.value)
         self.daemon(self.scheduler_lag)
         self.daemon(self.store_write_errors)
 
-    def observe_result(
-        self, flow: str, destination: str, outcome: Outcome, latency: float | None, *, now: float
-    ) -> None:
-        labels = (flow, destination, *self.static.values())
+    def observe_result(self, result: Result, *, now: float) -> None:
+        labels = (result.flow, result.destination, *self.static.values())
+        outcome, latency = result.outcome, result.latency
         self.results.labels(*labels, outcome.value).inc()
+        if result.duplicates:
+            self.duplicates.labels(*labels).inc(result.duplicates)
+        if result.mismatch:
+            self.mismatches.labels(*labels).inc()
         self.success.labels(*labels).set(1 if outcome.good else 0)
         if latency is not None and outcome in (Outcome.DELIVERED, Outcome.LATE):
             self.duration.labels(*labels).set(latency)

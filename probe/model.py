@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -41,6 +42,9 @@ class ProbeMessage:
     flow: str
     slot: datetime
     sent_at: datetime
+    # What the source put in the message that must arrive unchanged, e.g. {"PID-5": name};
+    # filled in from the `Receipt` before destinations are watched.
+    expected: Mapping[str, str] = field(default_factory=dict)
 
     def variables(self, destination: str = "") -> dict[str, str]:
         """Template values for ``${probe_id}``, ``${sent_at}``, ``${flow}``, ``${destination}``."""
@@ -54,9 +58,13 @@ class ProbeMessage:
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    """The source's answer to a send: e.g. ``detail="HTTP 202"``."""
+    """The source's answer to a send: e.g. ``detail="HTTP 202"``.
+
+    ``fields`` names what the message carried that destinations should see unchanged.
+    """
 
     detail: str
+    fields: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +82,7 @@ class Sighting:
     seen_mono: float
     count: int = 1
     arrived_at: datetime | None = None
+    mismatched: tuple[str, ...] = ()  # fields that arrived different from `expected`
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +99,7 @@ class Result:
     reason: str | None
     slot: datetime
     resolved_at: datetime
+    mismatch: str | None = None  # comma-separated fields that arrived changed
 
 
 def utcnow() -> datetime:

@@ -12,7 +12,7 @@ from probe.metrics import Metrics
 from probe.model import Result, utcnow
 from probe.runner import Runner
 from probe.store import open_store
-from probe.transports.http import HttpClients
+from probe.transports import Resources
 
 
 async def run_once(loaded: LoadedConfig, *, only: str | None = None) -> int:
@@ -24,7 +24,7 @@ async def run_once(loaded: LoadedConfig, *, only: str | None = None) -> int:
         raise ConfigError([f"no flow named {only!r}"])
     store = await open_store(config.store.url, flush_interval=config.store.flush_interval)
     store.start()
-    clients = HttpClients()
+    clients = Resources()
     runner = Runner(store=store, metrics=Metrics(config.labels))
     try:
         await runner.open(flows, clients)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -18,7 +19,7 @@ from probe.config import DestinationSpec, FlowSpec
 from probe.errors import StoreError, TransportError, TransportTimeout
 from probe.logs import redactor
 from probe.metrics import Metrics
-from probe.model import Outcome, ProbeMessage, Result, Sighting, new_probe_id, utcnow
+from probe.model import Outcome, ProbeMessage, Receipt, Result, Sighting, new_probe_id, utcnow
 from probe.store import ProbeRow, SentRow, Store, StoredProbe
 from probe.transports import Observer, Resources, Source, make_observer, make_source
 
@@ -86,7 +87,10 @@ class Runner:
             sent_mono = time.monotonic()
             deadline = sent_mono + flow.timeout
             message = ProbeMessage(probe_id=probe_id, flow=flow.name, slot=slot, sent_at=utcnow())
-            error = await self._send(flow, message, deadline)
+            receipt = await self._send(flow, message, deadline)
+            error = receipt if isinstance(receipt, TransportError) else None
+            if isinstance(receipt, Receipt) and receipt.fields:
+                message = replace(message, expected=receipt.fields)
             if error is not None:
                 results = [
                     self._finish(flow, dest, message, Outcome.SEND_ERROR, reason=error.reason)
@@ -113,15 +117,18 @@ class Runner:
 
     async def _send(
         self, flow: FlowSpec, message: ProbeMessage, deadline: float
-    ) -> TransportError | None:
+    ) -> Receipt | TransportError:
+        """Send within ``send_timeout`` (and the deadline); the receipt, or why it failed."""
         error: TransportError | None = None
         detail: str | None = None
+        receipt: Receipt | None = None
+        limit = min(deadline - time.monotonic(), flow.send_timeout)
         try:
-            async with asyncio.timeout(deadline - time.monotonic()):
+            async with asyncio.timeout(limit):
                 receipt = await self.sources[flow.name].send(message)
             detail = receipt.detail
         except TimeoutError:
-            error = TransportTimeout("the source did not answer before the deadline")
+            error = TransportTimeout(f"the source did not answer within {limit:.3g}s")
         except TransportError as exc:
             error = exc
         except Exception as exc:  # a bug must cost one result, never the daemon or the probe
@@ -133,7 +140,10 @@ class Runner:
         reason = error.reason if error else None
         sent = SentRow(message.probe_id, message.sent_at, reason, detail)
         self.store.record_sent(sent)
-        return error
+        if error is not None:
+            return error
+        assert receipt is not None
+        return receipt
 
     async def _expect(
         self,
@@ -179,6 +189,7 @@ class Runner:
             clock=clock,
             duplicates=sighting.count - 1,
             reason=reason,
+            mismatch=",".join(sighting.mismatched) or None,
         )
 
     def _finish(
@@ -192,6 +203,7 @@ class Runner:
         clock: str | None = "monotonic",
         duplicates: int = 0,
         reason: str | None = None,
+        mismatch: str | None = None,
     ) -> Result:
         result = Result(
             probe_id=message.probe_id,
@@ -204,9 +216,10 @@ class Runner:
             reason=reason,
             slot=message.slot,
             resolved_at=utcnow(),
+            mismatch=mismatch,
         )
         self.store.add_result(result)
-        self.metrics.observe_result(flow.name, destination, outcome, latency, now=time.time())
+        self.metrics.observe_result(result, now=time.time())
         event = log.debug if outcome.good else log.warning
         event(
             "result",
@@ -215,6 +228,7 @@ class Runner:
             latency=None if latency is None else round(latency, 4),
             duplicates=duplicates,
             reason=reason,
+            mismatch=mismatch,
         )
         return result
 

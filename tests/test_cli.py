@@ -85,6 +85,8 @@ async def test_run_reports_an_unreachable_store_without_traceback(tmp_path: Path
 
 def _free(port: int) -> bool:
     with socket.socket() as sock:
+        # As the demo's listeners do: a port left in TIME_WAIT by an earlier run is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

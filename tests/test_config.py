@@ -67,7 +67,8 @@ INVALID = [
             "use HOST:PORT, e.g. 127.0.0.1:9464",
             "invalid-several.yaml:6: flows[0].interval: invalid duration '10parsecs': "
             "use a number and a unit, e.g. 500ms, 30s, 5m, 1h, 90d",
-            "invalid-several.yaml:7: flows[0].source: unknown type 'ftp' (expected one of: 'http')",
+            "invalid-several.yaml:7: flows[0].source: unknown type 'ftp' "
+            "(expected one of: 'http', 'mllp', 'sql')",
             "invalid-several.yaml:9: flows[0].destinations[0].match.jsonpath: invalid JSONPath "
             "'$[[': Parse error at 1:2 near token [ ([)",
         ],

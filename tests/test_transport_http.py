@@ -17,7 +17,8 @@ from probe.config import HttpSource
 from probe.errors import ConnectError
 from probe.logs import REDACTED, Redactor
 from probe.model import ProbeMessage, new_probe_id
-from probe.transports.http import HttpClients, HttpProbeSource
+from probe.transports import Resources
+from probe.transports.http import HttpProbeSource
 from tests.helpers import running, simulator, wait_for, write_config
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
@@ -53,7 +54,7 @@ def _message() -> ProbeMessage:
 
 async def _send(port: int, tls: dict[str, object]) -> str:
     config = HttpSource(type="http", url=f"https://127.0.0.1:{port}/health", tls=tls)  # type: ignore[arg-type]
-    clients = HttpClients()
+    clients = Resources()
     try:
         receipt = await HttpProbeSource(config, clients).send(_message())
     finally:

@@ -94,5 +94,6 @@ results = Table(
     Column("duplicates", Integer, nullable=False, default=0),
     Column("reason", String(32)),
     Column("resolved_at", UTCDateTime, nullable=False),
+    Column("mismatch", String(200)),  # fields that arrived changed, comma-separated
     Index(None, "flow", "destination", "slot_at"),
 )

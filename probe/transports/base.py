@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 from probe.config import DestinationSpec
@@ -40,10 +40,34 @@ class Observer(Protocol):
     async def aclose(self) -> None: ...
 
 
-class Resources(Protocol):
-    """Long-lived things transports share, e.g. pooled HTTP clients."""
+class Closeable(Protocol):
+    async def aclose(self) -> None: ...
 
-    def http_client(self, *, verify: bool, ca_file: str | None) -> Any: ...
+
+C = TypeVar("C", bound=Closeable)
+
+
+class Resources:
+    """Long-lived things transports share, each made once per key and closed at the end.
+
+    An HTTP client per TLS setting, an SQL engine per URL, an MLLP listener per address:
+
+        client = resources.shared(("http", True, None), make_client)
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[Hashable, Closeable] = {}
+
+    def shared(self, key: Hashable, factory: Callable[[], C]) -> C:
+        if key not in self._items:
+            self._items[key] = factory()
+        return self._items[key]  # type: ignore[return-value]
+
+    async def aclose(self) -> None:
+        """Close everything, newest first."""
+        for item in reversed(list(self._items.values())):
+            await item.aclose()
+        self._items.clear()
 
 
 SourceFactory = Callable[[Any, Resources], Source]

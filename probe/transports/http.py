@@ -14,9 +14,10 @@ from typing import Any
 
 import aiohttp
 import httpx
+from httpx_aiohttp import AiohttpTransport
 from jsonpath_ng.ext.parser import parse as parse_jsonpath
 
-from probe.config import DestinationSpec, HttpDestination, HttpSource
+from probe.config import DestinationSpec
 from probe.errors import (
     CheckFailed,
     ConnectError,
@@ -25,6 +26,7 @@ from probe.errors import (
     TransportTimeout,
 )
 from probe.model import ProbeMessage, Receipt, Sighting, utcnow
+from probe.transport_config import HttpDestination, HttpSource
 from probe.transports.base import OBSERVERS, SOURCES, Resources, fill
 
 
@@ -71,7 +73,7 @@ class HttpProbeSource:
 
     def __init__(self, config: HttpSource, resources: Resources) -> None:
         self.config = config
-        self.client = resources.http_client(verify=config.tls.verify, ca_file=config.tls.ca_file)
+        self.client = http_client(resources, verify=config.tls.verify, ca_file=config.tls.ca_file)
         self.target = _target(config.url)
 
     async def send(self, probe: ProbeMessage) -> Receipt:
@@ -101,7 +103,7 @@ class HttpPollObserver:
     def __init__(self, config: HttpDestination, resources: Resources, *, poll: float) -> None:
         self.config = config
         self.poll = poll
-        self.client = resources.http_client(verify=config.tls.verify, ca_file=config.tls.ca_file)
+        self.client = http_client(resources, verify=config.tls.verify, ca_file=config.tls.ca_file)
         self.target = _target(config.url)
         # Both were checked when the config was loaded.
         path = config.match.jsonpath
@@ -204,35 +206,24 @@ def parse_time(value: object) -> datetime | None:
     return None
 
 
-class HttpClients:
-    """One pooled `httpx.AsyncClient` per TLS setting, on the aiohttp transport.
+def http_client(resources: Resources, *, verify: bool, ca_file: str | None) -> httpx.AsyncClient:
+    """The shared client for a TLS setting, on the aiohttp transport.
 
-    The aiohttp transport keeps the httpx API and cost about an eighth of the CPU per
-    request of httpx's default transport here (see bench/RESULTS.md).
+    The aiohttp transport keeps the httpx API at about a seventh of the CPU per request of
+    httpx's default transport here (bench/RESULTS.md).
     """
 
-    def __init__(self) -> None:
-        self._clients: dict[tuple[bool, str | None], httpx.AsyncClient] = {}
+    def make() -> httpx.AsyncClient:
+        tls: bool | ssl.SSLContext = verify
+        if verify and ca_file:
+            tls = ssl.create_default_context(cafile=ca_file)
+        return httpx.AsyncClient(
+            transport=AiohttpTransport(verify=tls),
+            timeout=None,  # noqa: S113 - the runner owns every deadline
+            follow_redirects=False,
+        )
 
-    def http_client(self, *, verify: bool, ca_file: str | None) -> httpx.AsyncClient:
-        key = (verify, ca_file)
-        if key not in self._clients:
-            from httpx_aiohttp import AiohttpTransport
-
-            tls: bool | ssl.SSLContext = verify
-            if verify and ca_file:
-                tls = ssl.create_default_context(cafile=ca_file)
-            self._clients[key] = httpx.AsyncClient(
-                transport=AiohttpTransport(verify=tls),
-                timeout=None,  # noqa: S113 - the runner owns every deadline
-                follow_redirects=False,
-            )
-        return self._clients[key]
-
-    async def aclose(self) -> None:
-        for client in self._clients.values():
-            await client.aclose()
-        self._clients.clear()
+    return resources.shared(("http", verify, ca_file), make)
 
 
 def _observer(spec: DestinationSpec, resources: Resources) -> HttpPollObserver:
