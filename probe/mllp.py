@@ -67,6 +67,7 @@ class FrameReader:
         if restart >= 0 and (end < 0 or restart < end):
             # A new frame starts before this one ended: the unfinished one is junk.
             self._drop(restart)
+            self.junk += 0 if self._dropping else 1  # its start byte
             self._in_frame = False
             return True
         if end < 0:
@@ -74,11 +75,13 @@ class FrameReader:
             if len(buf) > self.max_size:
                 if not self._dropping:
                     self.oversized += 1
+                    self.junk += 1  # its start byte
                 self._dropping = True
                 self._drop(len(buf) - 1)  # keep a last byte that may begin the END
             return False
         if end > self.max_size and not self._dropping:
             self.oversized += 1
+            self.junk += 1  # its start byte
             self._dropping = True
         if self._dropping:
             self._drop(end + len(END))

@@ -190,3 +190,16 @@ def test_parse_duration_rejects(text: object) -> None:
 def test_format_duration_round_trips() -> None:
     for seconds in (0.25, 1, 90, 300, 3600, 86400 * 3):
         assert parse_duration(format_duration(seconds)) == seconds
+
+
+def test_the_design_documents_example_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DESIGN.md promises its example stays valid; this copy of it is checked verbatim."""
+    monkeypatch.setenv("GS_TOKEN", "t0ken-value")
+    loaded = load_config(DATA / "design-example.yaml")
+    gs_adt, gs_rest, labka_api = resolve_flows(loaded.config)
+    assert gs_adt.source.type == "mllp"
+    assert [d.config.type for d in gs_adt.destinations] == ["mllp", "http"]
+    assert gs_adt.destinations[1].slo_latency == 60.0
+    assert gs_rest.destinations[0].poll == 0.5
+    assert labka_api.is_check
+    assert loaded.config.maintenance[0].weekly is not None

@@ -1,5 +1,6 @@
-"""When outage windows are open: offsets from the simulator's start, optionally repeating.
+"""Outage windows: their config models, and when they are open.
 
+A window is an offset from the simulator's start and a duration, optionally repeating.
 Windows are evaluated against the monotonic clock on demand, so modes that only change how
 a request is answered need no timers; only `refuse` has edges someone must act on.
 """
@@ -9,14 +10,90 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
-from probe.sim.config import DestinationOutage, EngineOutage
+from pydantic import field_validator, model_validator
 
-OutageT = TypeVar("OutageT", DestinationOutage, EngineOutage)
+from probe.sim.values import Duration, FrozenModel
 
 
-def is_open(window: DestinationOutage | EngineOutage, elapsed: float) -> bool:
+class Outage(FrozenModel):
+    """A window when a site misbehaves, measured from the simulator's start.
+
+    With `every`, the window repeats with that period. Each site narrows `mode`.
+    """
+
+    mode: str
+    start: Duration
+    duration: Duration
+    every: Duration | None = None
+
+    @model_validator(mode="after")
+    def _sane_window(self) -> Outage:
+        if self.duration <= 0:
+            raise ValueError("duration must be above 0")
+        if self.every is not None and self.every <= self.duration:
+            raise ValueError("every must be longer than duration, or the outage never ends")
+        return self
+
+
+class DestinationOutage(Outage):
+    """An outage of an `http` destination.
+
+    `refuse` closes its port, `http_500` and `garbage` spoil its GET answers, `drop` loses
+    what the engine forwards to it.
+    """
+
+    mode: Literal["refuse", "http_500", "garbage", "drop"]
+
+
+class ForwardOutage(Outage):
+    """An outage of an `mllp` or `sql` destination: only `drop`, which loses what comes in.
+
+    The simulator connects out to these, so no port of its own can refuse or answer badly.
+    """
+
+    mode: Literal["drop"]
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _only_drop(cls, mode: object) -> object:
+        if mode in ("refuse", "http_500", "garbage", "stall", "ae"):
+            raise ValueError(
+                f"mode {mode} means nothing for an mllp or sql destination, which the "
+                "simulator connects out to; only drop is possible"
+            )
+        return mode
+
+
+class EngineOutage(Outage):
+    """An outage of the HTTP engine.
+
+    `refuse` closes its port, `http_500` rejects posts, `drop` accepts and forwards nothing,
+    `stall` holds each reply for `stall` seconds (the message is forwarded at once).
+    """
+
+    mode: Literal["refuse", "http_500", "drop", "stall"]
+    stall: Duration = 60.0
+
+
+class MllpEngineOutage(Outage):
+    """An outage of the MLLP engine.
+
+    `refuse` closes its port and its open connections, `ae` answers an AE ACK and forwards
+    nothing, `drop` answers AA and forwards nothing, `stall` forwards at once but holds
+    the ACK for `stall` seconds.
+    """
+
+    mode: Literal["refuse", "ae", "drop", "stall"]
+    stall: Duration = 60.0
+
+
+# Covariant: a schedule of DestinationOutage windows is a schedule of Outage windows.
+OutageT = TypeVar("OutageT", bound=Outage, covariant=True)
+
+
+def is_open(window: Outage, elapsed: float) -> bool:
     """Whether the window is open `elapsed` seconds after the start."""
     if elapsed < window.start:
         return False
@@ -26,7 +103,7 @@ def is_open(window: DestinationOutage | EngineOutage, elapsed: float) -> bool:
     return phase < window.duration
 
 
-def next_edge(window: DestinationOutage | EngineOutage, elapsed: float) -> float | None:
+def next_edge(window: Outage, elapsed: float) -> float | None:
     """Elapsed time of the next opening or closing strictly after `elapsed`; None if none."""
     if elapsed < window.start:
         return window.start
@@ -79,5 +156,5 @@ class OutageSchedule(Generic[OutageT]):
         return min(upcoming) - elapsed if upcoming else None
 
 
-AnySchedule = OutageSchedule[DestinationOutage] | OutageSchedule[EngineOutage]
-"""The schedule of any site, for code that only cares about `refuse`."""
+AnySchedule = OutageSchedule[Outage]
+"""The schedule of any site, for code that only cares about `refuse` or `drop`."""

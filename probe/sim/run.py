@@ -35,8 +35,8 @@ async def run_sim(path: Path, *, stop: asyncio.Event | None = None) -> int:
             handled.append(sig)
     try:
         async with Simulator(config) as sim:
-            sites = {name: sim.url(name) for name in ("engine", *config.destinations)}
-            log.info("sim_started", truth=str(config.truth) if config.truth else None, **sites)
+            truth = str(config.truth) if config.truth else None
+            log.info("sim_started", truth=truth, **sim.endpoints())
             await stop.wait()
             log.info("sim_stopping")
     finally:

@@ -1,8 +1,9 @@
-"""The simulator as a whole: the engine and its destinations, each on its own port.
+"""The simulator as a whole: the engines and their destinations, each on its own port.
 
     async with Simulator(load_sim_config("config/demo-sim.yaml")) as sim:
         httpx.post(sim.url("engine") + "/gs/events", json={"probe_id": probe_id})
         httpx.get(sim.url("labka") + "/received", params={"probe_id": probe_id})
+        host, port = sim.address("mllp_engine")     # when `mllp_engine` is configured
 
 It runs in the caller's event loop, so the daemon and the simulator share one process.
 """
@@ -12,20 +13,42 @@ from __future__ import annotations
 import asyncio
 import time
 from types import TracebackType
-from typing import Literal, Self
+from typing import Literal, Protocol, Self
 
 import structlog
 
 from probe.listener import Listener
 from probe.sim.config import SimConfig
-from probe.sim.engine import Destination, Engine
+from probe.sim.destinations import (
+    Destination,
+    HttpDestination,
+    MllpDestination,
+    SqlDestination,
+    make_destination,
+)
+from probe.sim.engine import Engine
+from probe.sim.mllp_engine import MllpEngine
 from probe.sim.outage import AnySchedule
 from probe.sim.truth import TruthLog, TruthRecord
+from probe.store import safe_url
 
 log = structlog.get_logger("probe.sim")
 
 # How soon to try again when a port cannot be reopened after a `refuse` window.
 _RETRY_SECONDS = 0.5
+
+
+class _Port(Protocol):
+    """A site whose port can refuse and listen again: an HTTP `Listener` or the MLLP engine."""
+
+    name: str
+    host: str
+    port: int
+
+    async def start(self, *, listening: bool = True) -> None: ...
+    async def pause(self) -> None: ...
+    async def resume(self) -> None: ...
+    async def stop(self) -> None: ...
 
 
 class Simulator:
@@ -34,22 +57,30 @@ class Simulator:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self._truth = TruthLog(config.truth)
-        destinations = [
-            Destination(name, destination, seed=config.seed, truth=self._truth)
+        self._destinations: list[Destination] = [
+            make_destination(name, destination, seed=config.seed, truth=self._truth)
             for name, destination in config.destinations.items()
         ]
-        self._engine = Engine(destinations, config=config.engine, truth=self._truth)
-        self._destinations = destinations
+        self._engine = Engine(self._destinations, config=config.engine, truth=self._truth)
         engine = config.engine
-        self._sites = {
+        self._http: dict[str, Listener] = {
             "engine": Listener("engine", self._engine.app, host=engine.host, port=engine.port)
         }
         self._schedules: dict[str, AnySchedule] = {"engine": self._engine.outages}
-        for destination in destinations:
-            listen = config.destinations[destination.name]
-            site = Listener(destination.name, destination.app, host=listen.host, port=listen.port)
-            self._sites[destination.name] = site
+        for destination in self._destinations:
             self._schedules[destination.name] = destination.outages
+            if isinstance(destination, HttpDestination):
+                self._http[destination.name] = Listener(
+                    destination.name, destination.app, host=destination.host, port=destination.port
+                )
+        self._ports: dict[str, _Port] = dict(self._http)
+        self._mllp_engine: MllpEngine | None = None
+        if config.mllp_engine is not None:
+            self._mllp_engine = MllpEngine(
+                self._destinations, config=config.mllp_engine, truth=self._truth
+            )
+            self._ports["mllp_engine"] = self._mllp_engine
+            self._schedules["mllp_engine"] = self._mllp_engine.outages
         self._state: Literal["new", "running", "stopped"] = "new"
         self._stopping = asyncio.Event()
         self._followers: list[asyncio.Task[None]] = []
@@ -60,17 +91,39 @@ class Simulator:
         return self._truth.records
 
     def url(self, name: str) -> str:
-        """`http://host:port` of `"engine"` or of a destination, once started."""
-        if self._state == "new":
-            raise RuntimeError("ports are known only after start()")
+        """`http://host:port` of `"engine"` or of an `http` destination, once started."""
+        self._check_started()
         try:
-            return self._sites[name].url
+            return self._http[name].url
         except KeyError:
-            known = ", ".join(self._sites)
+            known = ", ".join(self._http)
+            raise KeyError(f"no simulator HTTP site {name!r}; known: {known}") from None
+
+    def address(self, name: str) -> tuple[str, int]:
+        """`(host, port)` of `"mllp_engine"`, `"engine"` or an `http` destination, once started."""
+        self._check_started()
+        try:
+            site = self._ports[name]
+        except KeyError:
+            known = ", ".join(self._ports)
             raise KeyError(f"no simulator site {name!r}; known: {known}") from None
+        return site.host, site.port
+
+    def endpoints(self) -> dict[str, str]:
+        """Where each site is, for people: a URL, an ``mllp://`` address, a target or a DB."""
+        self._check_started()
+        found = {name: site.url for name, site in self._http.items()}
+        if self._mllp_engine is not None:
+            found["mllp_engine"] = f"mllp://{self._mllp_engine.host}:{self._mllp_engine.port}"
+        for destination in self._destinations:
+            if isinstance(destination, MllpDestination):
+                found[destination.name] = f"mllp://{destination.host}:{destination.port}"
+            elif isinstance(destination, SqlDestination):
+                found[destination.name] = f"{safe_url(destination.url)} {destination.table}"
+        return found
 
     async def start(self) -> None:
-        """Bind every port, open the truth file and start the outage clocks."""
+        """Open the destinations, bind every port, open the truth file, start the clocks."""
         if self._state != "new":
             raise RuntimeError("a Simulator starts only once; make a new one")
         self._state = "running"
@@ -79,10 +132,12 @@ class Simulator:
             origin = time.monotonic()
             for schedule in self._schedules.values():
                 schedule.begin(origin)
-            for name, site in self._sites.items():
+            for destination in self._destinations:
+                await destination.start()
+            for name, site in self._ports.items():
                 refusing = self._schedules[name].active("refuse") is not None
                 await site.start(listening=not refusing)
-            for name, site in self._sites.items():
+            for name, site in self._ports.items():
                 if self._schedules[name].has("refuse"):
                     follower = self._follow_refusals(site, self._schedules[name])
                     self._followers.append(asyncio.create_task(follower, name=f"sim-{name}-refuse"))
@@ -91,7 +146,7 @@ class Simulator:
             raise
 
     async def stop(self) -> None:
-        """Stop every server and timer, and close the truth file. Safe to call twice."""
+        """Stop every server, timer and writer, and close the truth file. Safe to call twice."""
         if self._state == "stopped":
             return
         self._state = "stopped"
@@ -100,9 +155,13 @@ class Simulator:
             # Followers notice `_stopping` and return; none is cut off half way through.
             await asyncio.gather(*self._followers)
             self._engine.release_stalls()
+            if self._mllp_engine is not None:
+                self._mllp_engine.release_stalls()
             for destination in self._destinations:
                 destination.cancel_pending()
-            await asyncio.gather(*(site.stop() for site in self._sites.values()))
+            await asyncio.gather(*(site.stop() for site in self._ports.values()))
+            # Engines are closed, so nothing new is forwarded while the writers wind down.
+            await asyncio.gather(*(destination.stop() for destination in self._destinations))
         finally:
             self._truth.close()
 
@@ -118,7 +177,11 @@ class Simulator:
     ) -> None:
         await self.stop()
 
-    async def _follow_refusals(self, site: Listener, schedule: AnySchedule) -> None:
+    def _check_started(self) -> None:
+        if self._state == "new":
+            raise RuntimeError("ports are known only after start()")
+
+    async def _follow_refusals(self, site: _Port, schedule: AnySchedule) -> None:
         """Close and reopen a port at the edges of its `refuse` windows until stopped."""
         while True:
             wait = schedule.seconds_to_next_edge("refuse")

@@ -2,8 +2,14 @@
 
 A line is written per (probe_id, destination) when the fate is sealed: at once for a
 message that is lost or dropped, at the moment it becomes visible for one that is
-delivered. A post the engine answers with 500 gets one `rejected` line, destination "".
-Messages still in flight when the simulator stops get no line: they were never delivered.
+delivered, after the last try for one that could not be delivered (`undeliverable`: the
+MLLP target could not be reached, or the SQL insert kept failing). A post the HTTP
+engine answers with 500, and a message the MLLP engine answers with an AE ACK (outage or
+unparsable), gets one `rejected` line with destination "". Messages still in flight when
+the simulator stops get no line: they were never delivered.
+
+Lines written before `corrupted`, `reordered` and `engine` existed still read, with
+those fields at their defaults.
 """
 
 from __future__ import annotations
@@ -13,19 +19,26 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Literal, get_args
 
-Action = Literal["delivered", "lost", "dropped_outage", "rejected"]
+Action = Literal["delivered", "lost", "dropped_outage", "rejected", "undeliverable"]
 """What happened to one message on its way to one destination."""
 
 _ACTIONS: frozenset[str] = frozenset(get_args(Action))
+
+EngineName = Literal["http", "mllp"]
+"""Which engine took a message in."""
 
 
 @dataclass(frozen=True, slots=True)
 class TruthRecord:
     """One message's fate at one destination. Times are epoch seconds.
 
-    `received_at` is when the engine took the post in; `visible_at` when the destination
-    started showing it (None unless delivered); `delay_s` the delay drawn for it (None
-    unless delivered); `copies` how many copies became visible (2 for a duplicate).
+    `received_at` is when the engine took the message in (for MLLP: when its frame was
+    complete); `visible_at` when the destination started showing it, the MLLP frame was
+    written or the SQL row was about to be inserted (None unless delivered); `delay_s` the
+    delay drawn for it, reorder hold included (None unless delivered); `copies` how many
+    copies arrived (2 for a duplicate). `corrupted` says the text arrived as mojibake,
+    `reordered` that it was held back so later ones could overtake it, and `engine` which
+    engine took it in: ``http`` or ``mllp``.
     """
 
     probe_id: str
@@ -35,6 +48,9 @@ class TruthRecord:
     delay_s: float | None = None
     visible_at: float | None = None
     copies: int = 0
+    corrupted: bool = False
+    reordered: bool = False
+    engine: EngineName = "http"
 
     def to_json(self) -> str:
         """The record as one line of JSON, without the newline."""
@@ -44,11 +60,13 @@ class TruthRecord:
     def from_json(cls, line: str) -> TruthRecord:
         """Parse a line written by `to_json`; raises `ValueError` if it is not one."""
         data = json.loads(line)
-        if not isinstance(data, dict) or set(data) != set(cls.__dataclass_fields__):
+        if not isinstance(data, dict) or not _REQUIRED <= set(data) <= _KEYS:
             raise ValueError("not a truth record: wrong keys")
-        action = data["action"]
+        action, engine = data["action"], data.get("engine", "http")
         if action not in _ACTIONS:
             raise ValueError(f"not a truth record: unknown action {action!r}")
+        if engine not in ("http", "mllp"):
+            raise ValueError(f"not a truth record: unknown engine {engine!r}")
         return cls(
             probe_id=str(data["probe_id"]),
             destination=str(data["destination"]),
@@ -57,7 +75,23 @@ class TruthRecord:
             delay_s=_optional_float(data["delay_s"]),
             visible_at=_optional_float(data["visible_at"]),
             copies=int(data["copies"]),
+            corrupted=_bool(data.get("corrupted", False)),
+            reordered=_bool(data.get("reordered", False)),
+            engine=engine,
         )
+
+
+# The keys of the first version; the later ones may be missing from old files.
+_REQUIRED = frozenset(
+    ("probe_id", "destination", "received_at", "action", "delay_s", "visible_at", "copies")
+)
+_KEYS = frozenset(TruthRecord.__dataclass_fields__)
+
+
+def _bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"not a truth record: {value!r} is not true or false")
 
 
 def _optional_float(value: object) -> float | None:

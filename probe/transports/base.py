@@ -91,7 +91,9 @@ def make_observer(spec: DestinationSpec, resources: Resources) -> Observer:
 
 def _load_builtin() -> None:
     # Imported lazily so that each transport module can import this one.
-    import probe.transports.http  # noqa: F401
+    import probe.transports.http
+    import probe.transports.mllp
+    import probe.transports.sql  # noqa: F401
 
 
 def fill(template: str, variables: Mapping[str, str], *, url: bool = False) -> str:

@@ -1,0 +1,275 @@
+"""HL7 v2 over MLLP: a source that sends a probe and reads its ACK, and an observer.
+
+The source keeps one connection and does one exchange at a time, since MLLP has no way to
+tell which ACK answers which message other than order. The observer waits on the listener
+its address shares (`probe.transports.mllp_listener`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import structlog
+
+from probe import hl7v2
+from probe.config import DestinationSpec
+from probe.errors import CheckFailed, ConnectError, ProtocolError, TransportError
+from probe.mllp import FrameReader, frame, read_frame
+from probe.model import ProbeMessage, Receipt, Sighting
+from probe.transport_config import (
+    MllpClientTLS,
+    MllpDestination,
+    MllpSource,
+)
+from probe.transports.base import OBSERVERS, SOURCES, Resources
+from probe.transports.mllp_listener import (
+    REPORTED_FIELDS,
+    Arrival,
+    MllpListener,
+    close_writer,
+)
+
+log = structlog.get_logger("probe.transports.mllp")
+
+
+@contextmanager
+def map_mllp_errors(target: str) -> Iterator[None]:
+    """Translate socket and TLS errors into our tree, in one place, naming the peer."""
+    try:
+        yield
+    except ssl.SSLError as exc:  # before OSError: it is one
+        raise ConnectError(f"TLS failure with {target}: {exc}", reason="tls") from exc
+    except OSError as exc:  # refused, reset, unreachable, unknown host
+        raise ConnectError(f"cannot talk to {target}: {exc or type(exc).__name__}") from exc
+    except TransportError as exc:  # from `read_frame`, which does not know the peer
+        raise type(exc)(f"{target}: {exc}", reason=exc.reason) from exc
+
+
+def client_context(tls: MllpClientTLS) -> ssl.SSLContext:
+    """The client side of MLLP over TLS: the server is verified unless ``verify: false``."""
+    context = ssl.create_default_context(cafile=tls.ca_file)
+    if not tls.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if tls.cert_file:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    return context
+
+
+@dataclass(slots=True)
+class _Connection:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    frames: FrameReader = field(default_factory=FrameReader)
+    queue: list[bytes] = field(default_factory=list)
+
+    @property
+    def stale(self) -> bool:
+        """Closed or broken while idle, or holding bytes nobody asked for."""
+        reader = self.reader
+        return (
+            reader.at_eof()
+            or reader.exception() is not None
+            or self.writer.is_closing()
+            or bool(self.queue)
+            or self.frames.partial
+        )
+
+
+class MllpProbeSource:
+    """``source: {type: mllp, ...}``: one message per probe; MSA-1 and MSA-2 decide.
+
+    AA/CA for MSH-10 is a `Receipt` that reports PID-5 as sent; AE/AR/CE/CR is
+    `CheckFailed` with reason ``ack_ae`` etc.; an ACK for another message is
+    ``ack_mismatch``; a reply without MSA is a `ProtocolError`.
+    """
+
+    def __init__(self, config: MllpSource, resources: Resources) -> None:
+        self.config = config
+        self.target = f"{config.host}:{config.port}"
+        self._header = hl7v2.Header(**config.msh.model_dump())
+        self._template: str | None = None
+        self._tls: ssl.SSLContext | None = None
+        self._lock = asyncio.Lock()
+        self._conn: _Connection | None = None
+
+    async def send(self, probe: ProbeMessage) -> Receipt:
+        text = self._build(probe)
+        try:
+            payload = frame(text.encode(self.config.encoding))
+        except UnicodeEncodeError as exc:
+            message = f"the message cannot be encoded as {self.config.encoding}: {exc.reason}"
+            raise TransportError(message, reason="encoding") from None
+        async with self._lock:
+            reply = await self._exchange(payload)
+            try:
+                return self._classify(reply, probe.probe_id, sent=text)
+            except (ProtocolError, CheckFailed) as exc:
+                if exc.reason in ("protocol", "ack_mismatch"):
+                    self._drop()  # out of step with the peer: start the next probe afresh
+                raise
+
+    async def aclose(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await close_writer(conn.writer)
+
+    def _build(self, probe: ProbeMessage) -> str:
+        cfg = self.config
+        try:
+            if self._template is None:
+                self._template = cfg.template  # a template_file is read once, not per probe
+            return hl7v2.build(
+                self._template,
+                probe_id=probe.probe_id,
+                id_field=cfg.probe_field,
+                header=self._header,
+                patient_id=cfg.patient.id,
+                patient_name=cfg.patient.name,
+                encoding=cfg.encoding,
+                sent_at=probe.sent_at,
+            )
+        except Exception as exc:  # the file, or anything the hl7 package makes of it
+            message = f"cannot build the message from the template: {exc}"
+            raise TransportError(message, reason="template") from exc
+
+    async def _exchange(self, payload: bytes) -> str:
+        conn = await self._connect()
+        try:
+            with map_mllp_errors(self.target):
+                conn.writer.write(payload)
+                await conn.writer.drain()
+                reply = await read_frame(conn.reader, conn.frames, conn.queue)
+        except BaseException:
+            # Cancelled by the runner's timeout, or broken after the message may have gone
+            # out: a late ACK here would be read as the next probe's reply. No resend, as
+            # the peer may have taken it.
+            self._drop()
+            raise
+        return reply.decode(self.config.encoding, errors="replace")
+
+    async def _connect(self) -> _Connection:
+        if self._conn is not None and not self._conn.stale:
+            return self._conn
+        self._drop()  # nothing of this probe went out on it, so a new connection is safe
+        context = self._context()
+        with map_mllp_errors(self.target):
+            reader, writer = await asyncio.open_connection(
+                self.config.host, self.config.port, ssl=context
+            )
+        self._conn = _Connection(reader, writer)
+        return self._conn
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            # Synchronous, so it also works while a cancellation is being delivered.
+            conn.writer.transport.abort()
+
+    def _context(self) -> ssl.SSLContext | None:
+        tls = self.config.tls
+        if tls.enabled and self._tls is None:
+            try:
+                self._tls = client_context(tls)
+            except (OSError, ValueError) as exc:
+                message = f"cannot set up TLS for {self.target}: {exc}"
+                raise ConnectError(message, reason="tls") from exc
+        return self._tls
+
+    def _classify(self, reply: str, probe_id: str, *, sent: str) -> Receipt:
+        ack = hl7v2.read_ack(reply)
+        code = ack.code
+        if code in hl7v2.ACK_CODES_ERROR:
+            text = ack.text or "no error text"
+            raise CheckFailed(f"ACK {code}: {text}", reason=f"ack_{code.lower()}")
+        if ack.control_id != probe_id:
+            message = f"ACK {code} is for {ack.control_id!r}, not for {probe_id}"
+            raise CheckFailed(message, reason="ack_mismatch")
+        if code not in hl7v2.ACK_CODES_OK:
+            raise ProtocolError(f"ACK with unknown MSA-1 {code!r} from {self.target}")
+        message = hl7v2.parse(sent)
+        fields = {name: hl7v2.field_text(message, name) for name in REPORTED_FIELDS}
+        return Receipt(detail=f"ACK {code}", fields={k: v for k, v in fields.items() if v})
+
+
+class MllpObserver:
+    """``destinations: [{type: mllp, ...}]``: waits for the probe on a shared listener.
+
+    After the first copy, copies are counted for ``duplicate_window`` more (within the
+    deadline). Fields in ``compare`` (default: those the source reported) are checked
+    against the first copy; a reported field outside what listeners record is not checked.
+    """
+
+    def __init__(self, config: MllpDestination, resources: Resources) -> None:
+        self.config = config
+
+        def make() -> MllpListener:
+            return MllpListener(config.listen, encoding=config.encoding, tls=config.tls)
+
+        self.listener = resources.shared(("mllp", config.listen), make)
+        if (self.listener.encoding, self.listener.tls) != (config.encoding, config.tls):
+            log.warning(
+                "mllp_listener_shared",
+                listen=config.listen,
+                destination=config.name,
+                detail="encoding and tls are taken from the first destination on this address",
+            )
+        compared = config.compare if config.compare is not None else REPORTED_FIELDS
+        self._interest = self.listener.register(config.match, compared)
+
+    async def start(self) -> None:
+        """Listen. A port that cannot be bound is logged here and reported by `expect`."""
+        try:
+            await self.listener.start()
+        except ConnectError as exc:
+            log.error("mllp_listen_failed", destination=self.config.name, error=str(exc))
+
+    async def aclose(self) -> None:
+        """The listener is shared and closed by its owner."""
+        self.listener.unregister(self._interest)
+
+    async def expect(self, probe: ProbeMessage, deadline: float) -> Sighting | None:
+        listener, match = self.listener, self.config.match
+        if not listener.running:
+            await listener.start()  # try again: the port may be free now
+        first = await listener.first(probe.probe_id, match=match, deadline=deadline)
+        if first is None:
+            if not listener.running:
+                message = f"the MLLP listener on {self.config.listen} stopped"
+                raise ConnectError(message, reason="listen")
+            return None
+        window_end = min(first.seen_mono + self.config.duplicate_window, deadline)
+        delay = window_end - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)  # a fixed window, not polling: copies are counted after
+        return Sighting(
+            probe_id=probe.probe_id,
+            destination=self.config.name,
+            seen_at=first.seen_at,
+            seen_mono=first.seen_mono,
+            count=len(listener.copies(probe.probe_id, match=match)),
+            mismatched=self._mismatched(probe, first),
+        )
+
+    def _mismatched(self, probe: ProbeMessage, first: Arrival) -> tuple[str, ...]:
+        expected = probe.expected
+        names = self.config.compare if self.config.compare is not None else list(expected)
+        return tuple(
+            name
+            for name in names
+            if name in expected and name in first.fields and first.fields[name] != expected[name]
+        )
+
+
+def _observer(spec: DestinationSpec, resources: Resources) -> MllpObserver:
+    assert isinstance(spec.config, MllpDestination)
+    return MllpObserver(spec.config, resources)
+
+
+SOURCES["mllp"] = MllpProbeSource
+OBSERVERS["mllp"] = _observer

@@ -1,0 +1,318 @@
+"""The MLLP listener that destinations share: it ACKs, never ACKs an ACK, and records arrivals.
+
+Each message that carries a probe id is stamped the moment its last byte was read.
+Destinations on the same address share one listener, and an arrival may come before anyone
+expects it (an engine can forward before our source has its own ACK), so arrivals are kept
+by probe id for `ARRIVAL_TTL` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from probe import hl7v2
+from probe.errors import ConnectError, ProtocolError
+from probe.mllp import FrameReader, frame
+from probe.model import utcnow
+from probe.transport_config import (
+    MllpServerTLS,
+    split_listen,
+)
+
+log = structlog.get_logger("probe.transports.mllp")
+
+# A probe id (`probe.model.new_probe_id`) as a whole token, e.g. a PID-3 repetition.
+PROBE_ID = re.compile(r"(?<![0-9A-Za-z])PR[0-9A-F]{18}(?![0-9A-Za-z])")
+# What the source reports as carried unchanged, and so what a listener records by default.
+REPORTED_FIELDS = ("PID-5",)
+ARRIVAL_TTL = 600.0
+MAX_TRACKED = 10_000  # probe ids remembered at most, whatever a peer sends
+MAX_COPIES = 1_000  # copies remembered per probe id
+_PRUNE_EVERY = 10.0
+_CLOSE_GRACE = 1.0  # a TLS peer may never answer our close_notify
+_UNSAFE_ID = re.compile(r"[^0-9A-Za-z._-]")
+
+
+def server_context(tls: MllpServerTLS) -> ssl.SSLContext:
+    """The listener side; with ``ca_file``, clients must show a certificate it signed."""
+    assert tls.cert_file is not None  # checked when the config was loaded
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(tls.cert_file, tls.key_file)
+    if tls.ca_file:
+        context.load_verify_locations(tls.ca_file)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+async def close_writer(writer: asyncio.StreamWriter) -> None:
+    """Close a stream politely, but never wait long for the peer to agree."""
+    writer.close()
+    try:
+        async with asyncio.timeout(_CLOSE_GRACE):
+            await writer.wait_closed()
+    except (TimeoutError, OSError):
+        writer.transport.abort()
+
+
+@dataclass(slots=True)
+class ListenerStats:
+    """What a listener has seen since it started, for logs and tests."""
+
+    connections: int = 0
+    messages: int = 0  # whole frames
+    acks_sent: int = 0  # AA for messages that parsed
+    acks_ignored: int = 0  # ACKs and other replies received: never answered
+    unparsable: int = 0  # frames answered with AE
+    arrivals: int = 0  # messages that carried a probe id
+    junk_bytes: int = 0  # bytes outside any frame, or in frames that never ended
+    oversized: int = 0  # frames dropped for their size
+    broken_frames: int = 0  # connections closed in the middle of a frame
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """One copy of a probe message: when it was read, where its id was, compared fields."""
+
+    seen_mono: float
+    seen_at: datetime
+    found_in: frozenset[str]
+    fields: Mapping[str, str]
+
+
+@dataclass(slots=True)
+class _Track:
+    created: float
+    copies: list[Arrival] = field(default_factory=list)
+    waiters: set[asyncio.Future[None]] = field(default_factory=set)
+
+
+class MllpListener:
+    """One MLLP port that destinations share (``resources.shared(("mllp", listen), ...)``).
+
+    Observers `register` the field their probe id travels in and the fields they compare.
+    The encoding and TLS settings are those of the first destination on the address.
+    """
+
+    def __init__(
+        self, listen: str, *, encoding: str = "utf-8", tls: MllpServerTLS | None = None
+    ) -> None:
+        self.listen = listen
+        self.host, self.port = split_listen(listen)
+        self.encoding = encoding
+        self.tls = tls or MllpServerTLS()
+        self.stats = ListenerStats()
+        self._interests: list[tuple[str, tuple[str, ...]]] = []  # (match, fields) per observer
+        self._tracks: dict[str, _Track] = {}
+        self._pruned = 0.0
+        self._server: asyncio.Server | None = None
+        self._handlers: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    @property
+    def running(self) -> bool:
+        """Whether the port is accepting connections."""
+        return self._server is not None and self._server.is_serving()
+
+    def register(self, match: str, fields: Iterable[str]) -> tuple[str, tuple[str, ...]]:
+        """Look for probe ids in ``match`` and record ``fields``; returns a handle to unregister."""
+        interest = (match, tuple(fields))
+        self._interests.append(interest)
+        return interest
+
+    def unregister(self, interest: tuple[str, tuple[str, ...]]) -> None:
+        if interest in self._interests:
+            self._interests.remove(interest)
+
+    async def start(self) -> None:
+        """Listen, if not yet listening; `ConnectError` (reason ``listen``) if it cannot."""
+        async with self._lock:
+            if self._closed:
+                raise ConnectError(f"the MLLP listener on {self.listen} is closed", reason="listen")
+            if self.running:
+                return
+            try:
+                context = server_context(self.tls) if self.tls.enabled else None
+                self._server = await asyncio.start_server(
+                    self._serve, self.host, self.port, ssl=context
+                )
+            except (OSError, ValueError) as exc:
+                message = f"cannot listen on {self.listen}: {exc}"
+                raise ConnectError(message, reason="listen") from exc
+            self.port = self._server.sockets[0].getsockname()[1]
+
+    async def aclose(self) -> None:
+        """Stop listening, drop every connection, and wake everyone waiting."""
+        async with self._lock:
+            self._closed = True
+            server, self._server = self._server, None
+            if server is not None:
+                server.close()
+            # Aborted rather than cancelled: Python 3.11's streams log a cancelled handler
+            # as an error. An aborted connection ends its handler's read at once.
+            handlers = list(self._handlers)
+            for writer in self._handlers.values():
+                writer.transport.abort()
+            if handlers:
+                _, stuck = await asyncio.wait(handlers, timeout=2 * _CLOSE_GRACE)
+                for task in stuck:
+                    task.cancel()
+            if server is not None:
+                await server.wait_closed()
+            for track in self._tracks.values():
+                _wake(track)
+
+    def copies(self, probe_id: str, *, match: str) -> list[Arrival]:
+        """The copies seen so far whose ``match`` field carried ``probe_id``."""
+        track = self._tracks.get(probe_id)
+        return [c for c in track.copies if match in c.found_in] if track else []
+
+    async def first(self, probe_id: str, *, match: str, deadline: float) -> Arrival | None:
+        """The first copy of ``probe_id`` (in ``match``), waiting for it up to ``deadline``.
+
+        None at the deadline, or as soon as the listener stops.
+        """
+        while True:
+            seen = self.copies(probe_id, match=match)
+            if seen:
+                return seen[0]
+            now = time.monotonic()
+            if not self.running or now >= deadline:
+                return None
+            track = self._tracks.setdefault(probe_id, _Track(now))
+            waiter = asyncio.get_running_loop().create_future()
+            track.waiters.add(waiter)
+            try:
+                async with asyncio.timeout(deadline - now):
+                    await waiter
+            except TimeoutError:
+                pass  # the loop looks once more, then gives up
+            finally:
+                track.waiters.discard(waiter)
+                if not track.copies and not track.waiters and self._tracks.get(probe_id) is track:
+                    del self._tracks[probe_id]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers[task] = writer
+        self.stats.connections += 1
+        frames = FrameReader()
+        counted = (0, 0)
+        try:
+            while not self._closed and (data := await reader.read(65536)):
+                # Stamped before any parsing: this is the arrival time latency is taken from.
+                seen_mono, seen_at = time.monotonic(), utcnow()
+                for payload in frames.feed(data):
+                    try:
+                        self._on_frame(payload, writer, seen_mono=seen_mono, seen_at=seen_at)
+                    except Exception:  # a bug costs one message, never the listener
+                        log.exception("mllp_frame_failed", listen=self.listen)
+                counted = self._count_junk(frames, counted)
+                await writer.drain()
+        except OSError as exc:  # reset, TLS trouble: this connection only
+            log.debug("mllp_connection_error", listen=self.listen, error=type(exc).__name__)
+        finally:
+            if frames.partial:
+                self.stats.broken_frames += 1
+                log.warning("mllp_closed_mid_frame", listen=self.listen)
+            del self._handlers[task]
+            await close_writer(writer)
+
+    def _count_junk(self, frames: FrameReader, counted: tuple[int, int]) -> tuple[int, int]:
+        junk, oversized = frames.junk - counted[0], frames.oversized - counted[1]
+        if junk or oversized:
+            self.stats.junk_bytes += junk
+            self.stats.oversized += oversized
+            if counted == (0, 0):  # once per connection: a noisy peer must not flood the log
+                log.warning("mllp_junk", listen=self.listen, junk_bytes=junk, oversized=oversized)
+        return frames.junk, frames.oversized
+
+    def _on_frame(
+        self, payload: bytes, writer: asyncio.StreamWriter, *, seen_mono: float, seen_at: datetime
+    ) -> None:
+        self.stats.messages += 1
+        # Undecodable bytes become U+FFFD, so the message still parses and shows as changed.
+        text = payload.decode(self.encoding, errors="replace")
+        try:
+            message = hl7v2.parse(text)
+            if _is_reply(message):
+                self.stats.acks_ignored += 1  # answering an ACK could start an ACK storm
+                return
+            reply = hl7v2.ack(message, "AA")
+        except Exception as exc:  # the hl7 package raises several unrelated types
+            self._refuse(text, writer, exc)
+            return
+        writer.write(frame(reply.encode(self.encoding, errors="replace")))
+        self.stats.acks_sent += 1
+        self._record(message, seen_mono=seen_mono, seen_at=seen_at)
+
+    def _refuse(self, text: str, writer: asyncio.StreamWriter, exc: Exception) -> None:
+        self.stats.unparsable += 1
+        control_id = _UNSAFE_ID.sub("", hl7v2.raw_control_id(text))[:50]
+        # Only the kind of error: its text could quote the message, and so a patient.
+        error = str(exc).split(":", 1)[0] if isinstance(exc, ProtocolError) else type(exc).__name__
+        log.warning("mllp_unparsable", listen=self.listen, control_id=control_id, error=error)
+        reply = hl7v2.ack_for_garbage(control_id, f"unparsable HL7 message: {error}")
+        writer.write(frame(reply.encode(self.encoding, errors="replace")))
+
+    def _record(self, message: Any, *, seen_mono: float, seen_at: datetime) -> None:
+        found: dict[str, set[str]] = {}
+        for name in {match for match, _ in self._interests}:
+            for probe_id in PROBE_ID.findall(hl7v2.field_text(message, name)):
+                found.setdefault(probe_id, set()).add(name)
+        if not found:
+            return
+        names = {name for _, compared in self._interests for name in compared}
+        fields = {name: hl7v2.field_text(message, name) for name in names}
+        for probe_id, carriers in found.items():
+            self._arrive(probe_id, Arrival(seen_mono, seen_at, frozenset(carriers), fields))
+
+    def _arrive(self, probe_id: str, arrival: Arrival) -> None:
+        self.stats.arrivals += 1
+        track = self._tracks.get(probe_id)
+        if track is None:
+            self._prune(arrival.seen_mono)
+            track = self._tracks[probe_id] = _Track(arrival.seen_mono)
+        if len(track.copies) < MAX_COPIES:
+            track.copies.append(arrival)
+        _wake(track)
+
+    def _prune(self, now: float) -> None:
+        """Forget probe ids older than the TTL, and the oldest beyond `MAX_TRACKED`."""
+        if now - self._pruned < _PRUNE_EVERY and len(self._tracks) < MAX_TRACKED:
+            return
+        self._pruned = now
+        for probe_id, track in list(self._tracks.items()):
+            young = now - track.created < ARRIVAL_TTL
+            if young and len(self._tracks) < MAX_TRACKED:
+                break  # ids were added in time order: the rest are younger still
+            if not track.waiters:
+                del self._tracks[probe_id]
+
+
+def _wake(track: _Track) -> None:
+    for waiter in track.waiters:
+        if not waiter.done():
+            waiter.set_result(None)
+
+
+def _is_reply(message: Any) -> bool:
+    """An ACK, or any other reply (it has an MSA): never to be acknowledged."""
+    if hl7v2.message_type(message) == "ACK":
+        return True
+    try:
+        message.segment("MSA")
+    except KeyError:
+        return False
+    return True

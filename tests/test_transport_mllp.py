@@ -1,0 +1,830 @@
+"""The MLLP transport on real loopback sockets: interoperability, framing, ACKs, listener.
+
+hl7apy is an independent HL7 v2 implementation: what our source sends must parse there,
+and ACKs it builds must be read correctly by our source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from hl7apy.core import Message  # type: ignore[import-untyped]
+from hl7apy.parser import parse_message  # type: ignore[import-untyped]
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from structlog.testing import capture_logs
+
+from probe import hl7v2
+from probe.config import DestinationSpec
+from probe.errors import CheckFailed, ConnectError, ProtocolError
+from probe.mllp import END, START, FrameReader, frame
+from probe.model import ProbeMessage, new_probe_id
+from probe.transport_config import MllpDestination, MllpSource
+from probe.transports import Resources, make_observer, make_source, mllp_listener
+from probe.transports.mllp import MllpObserver, MllpProbeSource
+from probe.transports.mllp_listener import MllpListener, close_writer
+from tests.helpers import closed_port
+
+NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+NAME = "Testperson^Ææ Øø Åå"
+LIMIT = 10.0  # no single step of a test may hang longer than this
+
+Answer = Callable[[bytes, asyncio.StreamWriter], Awaitable[None]]
+
+
+@pytest.fixture(autouse=True)
+async def _no_loop_errors() -> AsyncIterator[None]:
+    """Errors asyncio would only log (a failed callback, a task exception never read) fail."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    yield
+    loop.set_exception_handler(None)
+    assert not errors, [context.get("message") for context in errors]
+
+
+def _probe(probe_id: str | None = None, **expected: str) -> ProbeMessage:
+    return ProbeMessage(
+        probe_id=probe_id or new_probe_id(),
+        flow="gs-adt",
+        slot=NOW,
+        sent_at=datetime.now(UTC),
+        expected=expected,
+    )
+
+
+def _source(port: int, **options: Any) -> MllpProbeSource:
+    config = MllpSource.model_validate(
+        {"type": "mllp", "host": "127.0.0.1", "port": port, "patient": {"name": NAME}, **options}
+    )
+    return MllpProbeSource(config, Resources())
+
+
+def _destination(name: str = "labka", **options: Any) -> MllpDestination:
+    return MllpDestination.model_validate(
+        {"name": name, "type": "mllp", "listen": "127.0.0.1:0", **options}
+    )
+
+
+def _message(probe_id: str, *, name: str = NAME, kind: str = "ADT^A08") -> bytes:
+    """A minimal HL7 message, framed, in utf-8."""
+    text = (
+        f"MSH|^~\\&|GS|RH|LABKA|RH|20261126100000||{kind}|{probe_id}|P|2.5\r"
+        f"PID|1||6504611234^^^CPR~{probe_id}^^^PROBE||{name}\r"
+    )
+    return frame(text.encode())
+
+
+def _hl7apy_ack(code: str, control_id: str, *, text: str = "", err: str = "") -> bytes:
+    """An ACK built by hl7apy, framed."""
+    ack = Message("ACK", version="2.5")
+    ack.msh.msh_3 = "LABKA"
+    ack.msh.msh_9 = "ACK^A08^ACK"
+    ack.msh.msh_10 = "A1"
+    ack.msh.msh_11 = "P"
+    ack.msa.msa_1 = code
+    ack.msa.msa_2 = control_id
+    if text:
+        ack.msa.msa_3 = text
+    if err:
+        ack.add_segment("ERR")
+        ack.err.err_3 = "207^Application internal error^HL70357"
+        ack.err.err_4 = "E"
+        ack.err.err_8 = err
+    return bytes(ack.to_mllp(), "utf-8")
+
+
+class Peer:
+    """A tiny MLLP server that hands every frame it receives to an ``answer`` function."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+        self.received: list[bytes] = []
+        self.connections = 0
+        self.closed = asyncio.Event()  # a client connection ended
+        self.port = 0
+        self._tasks: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks[task] = writer
+        self.connections += 1
+        frames = FrameReader()
+        try:
+            while data := await reader.read(65536):
+                for payload in frames.feed(data):
+                    self.received.append(payload)
+                    await self.answer(payload, writer)
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self.closed.set()
+            del self._tasks[task]
+            await close_writer(writer)
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks)
+        for writer in self._tasks.values():
+            writer.transport.abort()  # not cancel(): Python 3.11 logs a cancelled handler
+        if tasks:
+            await asyncio.wait(tasks, timeout=LIMIT)
+
+
+@asynccontextmanager
+async def peer(answer: Answer, *, context: ssl.SSLContext | None = None) -> AsyncIterator[Peer]:
+    server_peer = Peer(answer)
+    server = await asyncio.start_server(server_peer.serve, "127.0.0.1", 0, ssl=context)
+    server_peer.port = server.sockets[0].getsockname()[1]
+    try:
+        yield server_peer
+    finally:
+        server.close()
+        await server_peer.stop()
+        await server.wait_closed()
+
+
+def acking(code: str = "AA", **options: str) -> Answer:
+    """An answer that ACKs with hl7apy, for the received MSH-10."""
+
+    async def answer(payload: bytes, writer: asyncio.StreamWriter) -> None:
+        control_id = hl7v2.raw_control_id(payload.decode("latin-1"))
+        writer.write(_hl7apy_ack(code, control_id, **options))
+        await writer.drain()
+
+    return answer
+
+
+@asynccontextmanager
+async def listening(*configs: MllpDestination) -> AsyncIterator[list[MllpObserver]]:
+    """Observers for ``configs`` on shared listeners, started; everything closed after."""
+    resources = Resources()
+    observers = [MllpObserver(config, resources) for config in configs]
+    try:
+        for observer in observers:
+            await observer.start()
+        yield observers
+    finally:
+        for observer in observers:
+            await observer.aclose()
+        await resources.aclose()
+
+
+@asynccontextmanager
+async def client(port: int) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        yield reader, writer
+    finally:
+        await close_writer(writer)
+
+
+async def read_replies(reader: asyncio.StreamReader, count: int) -> list[hl7v2.AckResult]:
+    """The next ``count`` reply frames, read as ACKs."""
+    frames, found = FrameReader(), list[hl7v2.AckResult]()
+    async with asyncio.timeout(LIMIT):
+        while len(found) < count:
+            data = await reader.read(65536)
+            assert data, "the listener closed the connection"
+            found += [hl7v2.read_ack(p.decode()) for p in frames.feed(data)]
+    assert len(found) == count, "more replies than messages"
+    return found
+
+
+async def nothing_comes(reader: asyncio.StreamReader, seconds: float = 0.3) -> None:
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await reader.read(1)
+
+
+# --- interoperability with hl7apy -------------------------------------------------------
+
+
+@pytest.mark.parametrize("template", ["adt_a08", "orm_o01"])
+@pytest.mark.parametrize("encoding", ["latin-1", "utf-8"])
+async def test_sent_messages_parse_in_hl7apy_and_its_acks_are_accepted(
+    template: str, encoding: str
+) -> None:
+    async with peer(acking("AA")) as server:
+        source = _source(server.port, message=template, encoding=encoding)
+        probe = _probe()
+        try:
+            receipt = await source.send(probe)
+        finally:
+            await source.aclose()
+    assert receipt.detail == "ACK AA"
+    assert receipt.fields == {"PID-5": NAME}
+    parsed = parse_message(server.received[0].decode(encoding), find_groups=False)
+    assert parsed.msh.msh_10.to_er7() == probe.probe_id
+    assert parsed.pid.pid_5.to_er7() == NAME
+    if template == "adt_a08":
+        ids = [rep.to_er7() for rep in parsed.pid.pid_3]
+        assert ids == ["6504611234^^^CPR", f"{probe.probe_id}^^^PROBE"]
+    else:
+        assert parsed.orc.orc_2.to_er7() == probe.probe_id
+
+
+@pytest.mark.parametrize(
+    ("code", "options", "reason", "text"),
+    [
+        pytest.param("AE", {"text": "Patient unknown"}, "ack_ae", "Patient unknown", id="AE-msa3"),
+        pytest.param("AR", {"text": "Route closed"}, "ack_ar", "Route closed", id="AR-msa3"),
+        pytest.param("CE", {"err": "Patient Åse unknown"}, "ack_ce", "Åse", id="CE-err"),
+        pytest.param("CR", {"err": "Rejected"}, "ack_cr", "Rejected", id="CR-err"),
+    ],
+)
+async def test_hl7apy_error_acks_are_send_errors(
+    code: str, options: dict[str, str], reason: str, text: str
+) -> None:
+    async with peer(acking(code, **options)) as server:
+        source = _source(server.port)
+        try:
+            with pytest.raises(CheckFailed) as caught:
+                await source.send(_probe())
+        finally:
+            await source.aclose()
+    assert caught.value.reason == reason
+    assert str(caught.value).startswith(f"ACK {code}: ")
+    assert text in str(caught.value)
+
+
+async def test_hl7apy_messages_get_an_ack_that_hl7apy_reads() -> None:
+    probe_id = new_probe_id()
+    message = Message("ADT_A01", version="2.5")
+    message.msh.msh_3 = "GS"
+    message.msh.msh_9 = "ADT^A08^ADT_A01"
+    message.msh.msh_10 = probe_id
+    message.msh.msh_11 = "P"
+    message.pid.pid_3 = "6504611234^^^CPR"
+    message.pid.pid_5 = NAME
+    async with listening(_destination()) as (observer,), client(observer.listener.port) as conn:
+        reader, writer = conn
+        writer.write(bytes(message.to_mllp(), "utf-8"))
+        payload = await _one_frame(reader)
+    ack = parse_message(payload.decode(), find_groups=False)
+    assert ack.msa.msa_1.to_er7() == "AA"
+    assert ack.msa.msa_2.to_er7() == probe_id
+    assert ack.msh.msh_9.to_er7().startswith("ACK")
+
+
+async def _one_frame(reader: asyncio.StreamReader) -> bytes:
+    frames: list[bytes] = []
+    reassembly = FrameReader()
+    async with asyncio.timeout(LIMIT):
+        while not frames:
+            data = await reader.read(65536)
+            assert data
+            frames = reassembly.feed(data)
+    return frames[0]
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "utf-8"])
+async def test_aeoeaa_arrive_intact(encoding: str) -> None:
+    async with listening(_destination(encoding=encoding)) as (observer,):
+        source = _source(observer.listener.port, encoding=encoding)
+        probe = _probe()
+        try:
+            receipt = await source.send(probe)
+        finally:
+            await source.aclose()
+        probe = ProbeMessage(probe.probe_id, probe.flow, probe.slot, probe.sent_at, receipt.fields)
+        sighting = await observer.expect(probe, time.monotonic() + LIMIT)
+    assert sighting is not None
+    assert sighting.mismatched == ()
+    assert receipt.fields["PID-5"] == NAME
+
+
+@pytest.mark.parametrize(("sent", "read"), [("latin-1", "utf-8"), ("utf-8", "latin-1")])
+async def test_a_peer_reading_the_wrong_charset_shows_as_a_mismatch(sent: str, read: str) -> None:
+    async with listening(_destination(encoding=read, duplicate_window="10ms")) as (observer,):
+        source = _source(observer.listener.port, encoding=sent)
+        try:
+            receipt = await source.send(probe := _probe())
+        finally:
+            await source.aclose()
+        expected = _probe(probe.probe_id, **receipt.fields)
+        sighting = await observer.expect(expected, time.monotonic() + LIMIT)
+    assert sighting is not None
+    assert sighting.mismatched == ("PID-5",)
+
+
+# --- framing ----------------------------------------------------------------------------
+
+
+async def test_a_frame_split_byte_by_byte_is_acked() -> None:
+    probe_id = new_probe_id()
+    async with listening(_destination()) as (observer,), client(observer.listener.port) as conn:
+        reader, writer = conn
+        for byte in _message(probe_id):
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(0.0005)  # so the listener really reads in small pieces
+        (ack,) = await read_replies(reader, 1)
+    assert (ack.code, ack.control_id) == ("AA", probe_id)
+
+
+async def test_three_frames_in_one_write_get_three_acks_in_order() -> None:
+    ids = [new_probe_id() for _ in range(3)]
+    async with listening(_destination()) as (observer,), client(observer.listener.port) as conn:
+        reader, writer = conn
+        writer.write(b"".join(_message(probe_id) for probe_id in ids))
+        acks = await read_replies(reader, 3)
+    assert [(a.code, a.control_id) for a in acks] == [("AA", i) for i in ids]
+
+
+async def test_a_one_megabyte_message_is_acked_and_seen() -> None:
+    probe_id = new_probe_id()
+    big = _message(probe_id)[:-2] + b"NTE|1||" + b"x" * 1_000_000 + b"\r" + END
+    async with listening(_destination()) as (observer,), client(observer.listener.port) as conn:
+        reader, writer = conn
+        writer.write(big)
+        (ack,) = await read_replies(reader, 1)
+        sighting = await observer.expect(_probe(probe_id), time.monotonic() + LIMIT)
+    assert (ack.code, ack.control_id) == ("AA", probe_id)
+    assert sighting is not None
+
+
+async def test_a_message_without_start_byte_is_junk_and_the_next_is_acked() -> None:
+    lost, good = new_probe_id(), new_probe_id()
+    async with listening(_destination()) as (observer,), client(observer.listener.port) as conn:
+        reader, writer = conn
+        writer.write(_message(lost)[1:])
+        await writer.drain()
+        await nothing_comes(reader)
+        writer.write(_message(good))
+        (ack,) = await read_replies(reader, 1)
+        stats = observer.listener.stats
+    assert (ack.code, ack.control_id) == ("AA", good)
+    assert stats.junk_bytes == len(_message(lost)) - 1
+    assert stats.acks_sent == 1
+
+
+async def test_junk_between_frames_is_counted_and_skipped() -> None:
+    first, second = new_probe_id(), new_probe_id()
+    junk = b"\r\nGET / HTTP/1.1\r\n\x1c\r"
+    async with listening(_destination()) as (observer,), client(observer.listener.port) as conn:
+        reader, writer = conn
+        writer.write(_message(first) + junk + _message(second))
+        acks = await read_replies(reader, 2)
+    assert [a.control_id for a in acks] == [first, second]
+    assert observer.listener.stats.junk_bytes == len(junk)
+
+
+async def test_a_client_closing_mid_frame_does_not_stop_the_listener() -> None:
+    probe_id = new_probe_id()
+    async with listening(_destination()) as (observer,):
+        listener = observer.listener
+        async with client(listener.port) as (_, writer):
+            writer.write(_message(new_probe_id())[:40])
+            await writer.drain()
+        async with client(listener.port) as (reader, writer):
+            writer.write(_message(probe_id))
+            (ack,) = await read_replies(reader, 1)
+            assert listener.stats.broken_frames == 1
+    assert (ack.code, ack.control_id) == ("AA", probe_id)
+
+
+async def test_a_peer_closing_mid_ack_is_a_protocol_error() -> None:
+    async def half_ack(payload: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(_hl7apy_ack("AA", hl7v2.raw_control_id(payload.decode()))[:20])
+        await writer.drain()
+        writer.close()
+
+    async with peer(half_ack) as server:
+        source = _source(server.port)
+        try:
+            with pytest.raises(ProtocolError) as caught:
+                await source.send(_probe())
+        finally:
+            await source.aclose()
+    assert caught.value.reason == "protocol"
+
+
+async def test_a_peer_that_never_answers_is_cut_off_and_the_next_send_works() -> None:
+    mode = {"answer": False}
+
+    async def sometimes(payload: bytes, writer: asyncio.StreamWriter) -> None:
+        if mode["answer"]:
+            await acking("AA")(payload, writer)
+
+    async with peer(sometimes) as server:
+        source = _source(server.port)
+        try:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.3):
+                    await source.send(_probe())
+            # The cut-off connection is closed, so a late ACK cannot be taken for the next one.
+            async with asyncio.timeout(LIMIT):
+                await server.closed.wait()
+            mode["answer"] = True
+            receipt = await asyncio.wait_for(source.send(_probe()), LIMIT)
+        finally:
+            await source.aclose()
+    assert receipt.detail == "ACK AA"
+    assert server.connections == 2
+
+
+async def test_a_connection_closed_by_the_peer_while_idle_is_replaced() -> None:
+    async def ack_and_hang_up(payload: bytes, writer: asyncio.StreamWriter) -> None:
+        await acking("AA")(payload, writer)
+        writer.close()
+
+    async with peer(ack_and_hang_up) as server:
+        source = _source(server.port)
+        try:
+            await source.send(_probe())
+            async with asyncio.timeout(LIMIT):
+                await server.closed.wait()
+            await asyncio.sleep(0.05)  # let the close reach the source's side
+            receipt = await source.send(_probe())
+        finally:
+            await source.aclose()
+    assert receipt.detail == "ACK AA"
+    assert server.connections == 2
+
+
+async def test_one_connection_carries_many_probes() -> None:
+    async with peer(acking("AA")) as server:
+        source = _source(server.port)
+        try:
+            for _ in range(5):
+                await source.send(_probe())
+        finally:
+            await source.aclose()
+    assert (server.connections, len(server.received)) == (1, 5)
+
+
+# --- property: arbitrary bytes never break the listener -------------------------------
+
+
+# Arbitrary bytes, and pieces that make frames and near-HL7 likely rather than rare.
+_CHUNKS = st.one_of(
+    st.binary(max_size=200),
+    st.sampled_from([START, END, b"\x1c", b"\r", b"MSH|^~\\&|", b"|ACK|", b"\rMSA|AA|"]),
+    st.builds(lambda body: START + body + END, st.binary(max_size=100)),
+)
+
+
+def test_arbitrary_bytes_never_stop_the_listener() -> None:
+    with asyncio.Runner() as runner:
+        errors: list[dict[str, Any]] = []
+        runner.get_loop().set_exception_handler(lambda _, context: errors.append(context))
+        resources = Resources()
+        observer = MllpObserver(_destination(), resources)
+        runner.run(observer.start())
+        port = observer.listener.port
+
+        @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+        @given(chunks=st.lists(_CHUNKS, max_size=8))
+        @example(chunks=[START, b"MSH|^~\\&|", END])  # parses, but cannot be acknowledged
+        @example(chunks=[START, b"MSH|^~\\&|", b"|ACK|", b"\rMSA|AA|", END])
+        @example(chunks=[START + b"MSH|" + b"x" * 300])  # left open, then a new START
+        def check(chunks: list[bytes]) -> None:
+            runner.run(_garbage_then_valid(port, chunks))
+
+        try:
+            with capture_logs() as logs:
+                check()
+            assert observer.listener.running
+        finally:
+            runner.run(resources.aclose())
+        assert not errors, [context.get("message") for context in errors]
+    assert not [e for e in logs if e["log_level"] == "error"]  # no message hit the safety net
+
+
+async def _garbage_then_valid(port: int, chunks: list[bytes]) -> None:
+    async with client(port) as (reader, writer):
+        for chunk in chunks:
+            writer.write(chunk)
+            await writer.drain()
+            await asyncio.sleep(0.001)  # so the listener reads (and reacts to) each piece
+        # A fresh START ends whatever frame the garbage left open.
+        probe_id = new_probe_id()
+        writer.write(START + _message(probe_id))
+        await _ack_for(reader, probe_id)
+    probe_id = new_probe_id()
+    async with client(port) as (reader, writer):
+        writer.write(_message(probe_id))
+        await _ack_for(reader, probe_id)
+
+
+async def _ack_for(reader: asyncio.StreamReader, probe_id: str) -> None:
+    """Read replies (the garbage may have earned some) until the AA for ``probe_id``."""
+    frames = FrameReader()
+    async with asyncio.timeout(LIMIT):
+        while True:
+            data = await reader.read(65536)
+            assert data, "the listener closed the connection"
+            for payload in frames.feed(data):
+                ack = hl7v2.read_ack(payload.decode("utf-8", errors="replace"))
+                if ack.control_id == probe_id:
+                    assert ack.code == "AA"
+                    return
+
+
+# --- source: how ACKs and failures are classified ---------------------------------------
+
+
+def _raw_answer(template: str) -> Answer:
+    async def answer(payload: bytes, writer: asyncio.StreamWriter) -> None:
+        control_id = hl7v2.raw_control_id(payload.decode())
+        writer.write(frame(template.format(id=control_id).encode()))
+        await writer.drain()
+
+    return answer
+
+
+_MSH = "MSH|^~\\&|LABKA|RH|||20261126100000||ACK|A1|P|2.3\r"
+
+
+@pytest.mark.parametrize(
+    ("reply", "error", "reason"),
+    [
+        pytest.param(
+            _MSH + "MSA|AA|PR00000000000000000X\r", CheckFailed, "ack_mismatch", id="msa2"
+        ),
+        pytest.param(_MSH + "MSA|AA|\r", CheckFailed, "ack_mismatch", id="msa2-empty"),
+        pytest.param(_MSH + "MSA|AE|{id}\rERR|Unknown ward\r", CheckFailed, "ack_ae", id="err1"),
+        pytest.param(_MSH + "MSA|XX|{id}\r", ProtocolError, "protocol", id="unknown-code"),
+        pytest.param(_MSH, ProtocolError, "protocol", id="no-msa"),
+        pytest.param("HTTP/1.1 400 Bad Request\r\n", ProtocolError, "protocol", id="not-hl7"),
+    ],
+)
+async def test_bad_replies_are_classified(reply: str, error: type[Exception], reason: str) -> None:
+    async with peer(_raw_answer(reply)) as server:
+        source = _source(server.port)
+        try:
+            with pytest.raises(error) as caught:
+                await source.send(_probe())
+        finally:
+            await source.aclose()
+    assert getattr(caught.value, "reason", None) == reason
+
+
+async def test_err_text_reaches_the_error_message() -> None:
+    async with peer(_raw_answer(_MSH + "MSA|AE|{id}\rERR|Unknown ward\r")) as server:
+        source = _source(server.port)
+        try:
+            with pytest.raises(CheckFailed, match="ACK AE: Unknown ward"):
+                await source.send(_probe())
+        finally:
+            await source.aclose()
+
+
+async def test_a_mismatched_ack_drops_the_connection() -> None:
+    replies = iter([_MSH + "MSA|AA|PR00000000000000000X\r", _MSH + "MSA|AA|{id}\r"])
+
+    async def answer(payload: bytes, writer: asyncio.StreamWriter) -> None:
+        await _raw_answer(next(replies))(payload, writer)
+
+    async with peer(answer) as server:
+        source = _source(server.port)
+        try:
+            with pytest.raises(CheckFailed):
+                await source.send(_probe())
+            receipt = await source.send(_probe())
+        finally:
+            await source.aclose()
+    assert receipt.detail == "ACK AA"
+    assert server.connections == 2
+
+
+async def test_a_refused_port_is_a_connect_error() -> None:
+    source = _source(closed_port())
+    try:
+        with pytest.raises(ConnectError) as caught:
+            await source.send(_probe())
+    finally:
+        await source.aclose()
+    assert caught.value.reason == "connect"
+
+
+async def test_registry_builds_mllp_transports() -> None:
+    resources = Resources()
+    config = _destination()
+    spec = DestinationSpec(
+        name="labka", config=config, poll=1.0, slo_latency=30.0, slo_objective=0.995
+    )
+    source_config = MllpSource(type="mllp", host="127.0.0.1", port=2575)
+    try:
+        assert isinstance(make_source(source_config, resources), MllpProbeSource)
+        observer = make_observer(spec, resources)
+        assert isinstance(observer, MllpObserver)
+        assert observer is not make_observer(spec, resources)
+        assert observer.listener is make_observer(spec, resources).listener  # type: ignore[attr-defined]
+    finally:
+        await resources.aclose()
+
+
+# --- TLS --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> dict[str, str]:
+    ca = trustme.CA()
+    files = {
+        "ca": tmp_path / "ca.pem",
+        "server": tmp_path / "server.pem",
+        "client": tmp_path / "client.pem",
+    }
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(files["server"]))
+    ca.issue_cert("gs.example").private_key_and_cert_chain_pem.write_to_path(str(files["client"]))
+    return {name: str(path) for name, path in files.items()}
+
+
+async def test_mllp_over_tls_is_verified(tls_files: dict[str, str]) -> None:
+    server_tls = {"enabled": True, "cert_file": tls_files["server"]}
+    async with listening(_destination(tls=server_tls)) as (observer,):
+        port = observer.listener.port
+        trusting = _source(port, tls={"enabled": True, "ca_file": tls_files["ca"]})
+        default = _source(port, tls={"enabled": True})
+        try:
+            receipt = await trusting.send(probe := _probe())
+            with pytest.raises(ConnectError) as caught:
+                await default.send(_probe())
+            sighting = await observer.expect(probe, time.monotonic() + LIMIT)
+        finally:
+            await trusting.aclose()
+            await default.aclose()
+    assert receipt.detail == "ACK AA"
+    assert sighting is not None
+    assert caught.value.reason == "tls"
+
+
+async def test_a_listener_can_require_client_certificates(tls_files: dict[str, str]) -> None:
+    server_tls = {"enabled": True, "cert_file": tls_files["server"], "ca_file": tls_files["ca"]}
+    client_tls = {"enabled": True, "ca_file": tls_files["ca"]}
+    async with listening(_destination(tls=server_tls)) as (observer,):
+        port = observer.listener.port
+        with_cert = _source(port, tls={**client_tls, "cert_file": tls_files["client"]})
+        without = _source(port, tls=client_tls)
+        try:
+            receipt = await with_cert.send(_probe())
+            with pytest.raises(ConnectError):
+                await asyncio.wait_for(without.send(_probe()), LIMIT)
+        finally:
+            await with_cert.aclose()
+            await without.aclose()
+    assert receipt.detail == "ACK AA"
+
+
+# --- observer ---------------------------------------------------------------------------
+
+
+async def test_an_ack_is_never_acked() -> None:
+    probe_id = new_probe_id()
+    ack = _MSH + f"MSA|AA|{probe_id}\r"
+    async with listening(_destination()) as (observer,), client(observer.listener.port) as conn:
+        reader, writer = conn
+        writer.write(frame(ack.encode()))
+        await writer.drain()
+        await nothing_comes(reader)
+        writer.write(_message(probe_id))
+        (reply,) = await read_replies(reader, 1)
+        stats = observer.listener.stats
+    assert (reply.code, reply.control_id) == ("AA", probe_id)
+    assert (stats.acks_ignored, stats.acks_sent) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        pytest.param(b"hello", id="not-hl7"),
+        pytest.param(b"", id="empty"),
+        pytest.param(b"MSH|^~\\&|||||||||PR1234\rPID", id="empty-msh9"),
+        pytest.param(b"MSH|", id="short"),
+    ],
+)
+async def test_unparsable_messages_get_an_ae_and_the_listener_keeps_serving(
+    garbage: bytes,
+) -> None:
+    probe_id = new_probe_id()
+    async with listening(_destination()) as (observer,), client(observer.listener.port) as conn:
+        reader, writer = conn
+        writer.write(frame(garbage) + _message(probe_id))
+        refused, accepted = await read_replies(reader, 2)
+    assert refused.code == "AE"
+    assert (accepted.code, accepted.control_id) == ("AA", probe_id)
+    assert observer.listener.stats.unparsable == 1
+
+
+async def test_duplicates_within_the_window_are_counted() -> None:
+    probe_id = new_probe_id()
+    async with (
+        listening(_destination(duplicate_window="1s")) as (observer,),
+        client(observer.listener.port) as (reader, writer),
+    ):
+        writer.write(_message(probe_id))
+        await read_replies(reader, 1)
+        expecting = asyncio.create_task(observer.expect(_probe(probe_id), time.monotonic() + LIMIT))
+        writer.write(_message(probe_id) * 2)
+        await read_replies(reader, 2)
+        sighting = await expecting
+    assert sighting is not None
+    assert sighting.count == 3
+
+
+async def test_an_arrival_before_expect_is_found_with_its_own_time() -> None:
+    probe_id = new_probe_id()
+    async with listening(_destination(duplicate_window="10ms")) as (observer,):
+        async with client(observer.listener.port) as (reader, writer):
+            before = time.monotonic()
+            writer.write(_message(probe_id))
+            await read_replies(reader, 1)
+            acked = time.monotonic()
+        await asyncio.sleep(0.2)
+        sighting = await observer.expect(_probe(probe_id), time.monotonic() + LIMIT)
+    assert sighting is not None
+    # Stamped when the frame was read: between our write and the ACK coming back.
+    assert before <= sighting.seen_mono <= acked
+    assert sighting.count == 1
+
+
+async def test_two_flows_share_one_listener_and_each_gets_its_own_probe() -> None:
+    by_msh = _destination("labka", match="MSH-10", duplicate_window="10ms")
+    by_pid = _destination("epm3", match="PID-3", duplicate_window="10ms")
+    one, two = new_probe_id(), new_probe_id()
+    rewritten = _message(two).replace(two.encode(), b"ENGINE0001", 1)  # MSH-10 rewritten
+    async with listening(by_msh, by_pid) as (first, second):
+        assert first.listener is second.listener
+        async with client(first.listener.port) as (reader, writer):
+            writer.write(_message(one) + rewritten)
+            await read_replies(reader, 2)
+        deadline = time.monotonic() + 0.3
+        seen = await asyncio.gather(
+            first.expect(_probe(one), deadline),
+            first.expect(_probe(two), deadline),  # its MSH-10 lost the id
+            second.expect(_probe(one), deadline),
+            second.expect(_probe(two), deadline),
+        )
+    assert [s is not None for s in seen] == [True, False, True, True]
+    assert [s.destination for s in seen if s is not None] == ["labka", "epm3", "epm3"]
+
+
+async def test_expect_returns_none_at_the_deadline_without_polling() -> None:
+    async with listening(_destination()) as (observer,):
+        start, cpu = time.monotonic(), time.process_time()
+        sighting = await asyncio.wait_for(observer.expect(_probe(), start + 0.5), LIMIT)
+        elapsed, cpu = time.monotonic() - start, time.process_time() - cpu
+    assert sighting is None
+    assert 0.49 <= elapsed < 5
+    assert cpu < 0.2  # waiting is a future, not a loop
+
+
+async def test_expect_past_the_deadline_still_looks_once() -> None:
+    probe_id = new_probe_id()
+    async with listening(_destination(duplicate_window="10ms")) as (observer,):
+        async with client(observer.listener.port) as (reader, writer):
+            writer.write(_message(probe_id))
+            await read_replies(reader, 1)
+        assert await observer.expect(_probe(probe_id), time.monotonic() - 1) is not None
+        assert await observer.expect(_probe(), time.monotonic() - 1) is None
+
+
+async def test_a_listener_that_cannot_bind_is_an_observe_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        async with listening(_destination(listen=f"127.0.0.1:{port}")) as (observer,):
+            assert not observer.listener.running
+            with pytest.raises(ConnectError) as caught:
+                await observer.expect(_probe(), time.monotonic() + 1)
+    assert caught.value.reason == "listen"
+
+
+async def test_closing_the_listener_ends_waiting_with_an_error() -> None:
+    resources = Resources()
+    observer = MllpObserver(_destination(), resources)
+    await observer.start()
+    waiting = asyncio.create_task(observer.expect(_probe(), time.monotonic() + LIMIT))
+    await asyncio.sleep(0.05)
+    await resources.aclose()
+    with pytest.raises(ConnectError):
+        await asyncio.wait_for(waiting, LIMIT)
+
+
+async def test_old_arrivals_are_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mllp_listener, "ARRIVAL_TTL", 0.0)
+    monkeypatch.setattr(mllp_listener, "_PRUNE_EVERY", 0.0)
+    old, new = new_probe_id(), new_probe_id()
+    async with listening(_destination()) as (observer,):
+        async with client(observer.listener.port) as (reader, writer):
+            writer.write(_message(old))
+            await read_replies(reader, 1)
+            writer.write(_message(new))
+            await read_replies(reader, 1)
+        listener: MllpListener = observer.listener
+        assert listener.copies(old, match="MSH-10") == []
+        assert len(listener.copies(new, match="MSH-10")) == 1
