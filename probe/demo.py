@@ -39,9 +39,11 @@ async def run_demo(*, duration: float, workdir: Path) -> int:
         run = asyncio.create_task(daemon.run())
         await wait_started(daemon, run)
         assert daemon.server is not None
+        landscape = "".join(f"    {name:12} {where}\n" for name, where in sim.endpoints().items())
         print(
-            f"dataflow-probe demo: GS -> Labka and EPM3 through a simulated engine "
-            f"({sim.url('engine')}), for {duration:g}s.\n"
+            f"dataflow-probe demo for {duration:g}s: GS sends HL7 to a simulated engine, which\n"
+            f"passes it to Labka over MLLP and to EPM3 through its inbox table.\n"
+            f"  simulator\n{landscape}"
             f"  metrics   {daemon.server.url}/metrics\n"
             f"  health    {daemon.server.url}/readyz\n"
             f"  database  {(workdir / database).resolve()}\n"

@@ -16,7 +16,7 @@ from probe.store import open_store
 from probe.store.tables import probes
 from tests.helpers import closed_port, fetch_rows, simulator
 
-DEMO_PORTS = (9464, 18080, 18081, 18082)
+DEMO_PORTS = (9464, 18075, 18076, 18080)
 
 
 async def _probe(*args: str, cwd: Path, limit: float = 60) -> tuple[int, str, str]:
@@ -113,7 +113,7 @@ async def test_demo_runs_and_resolves_every_probe(tmp_path: Path) -> None:
     await asyncio.sleep(5)
     async with httpx.AsyncClient() as client:
         scrape = (await client.get("http://127.0.0.1:9464/metrics")).text
-    for flow, dest in (("gs-events", "labka"), ("gs-events", "epm3"), ("engine-health", "")):
+    for flow, dest in (("gs-adt", "labka"), ("gs-adt", "epm3"), ("engine-health", "")):
         assert (
             f'probe_results_total{{destination="{dest}",flow="{flow}",outcome="delivered"' in scrape
         )
@@ -122,7 +122,7 @@ async def test_demo_runs_and_resolves_every_probe(tmp_path: Path) -> None:
     assert " 0 unresolved" in out.decode()
     probe_rows, results = await fetch_rows(f"sqlite+aiosqlite:///{tmp_path / 'probe-demo.db'}")
     assert len(probe_rows) >= 4
-    gs = [p.probe_id for p in probe_rows if p.flow == "gs-events"]
-    assert {(r.probe_id, r.destination) for r in results if r.flow == "gs-events"} == {
+    gs = [p.probe_id for p in probe_rows if p.flow == "gs-adt"]
+    assert {(r.probe_id, r.destination) for r in results if r.flow == "gs-adt"} == {
         (pid, d) for pid in gs for d in ("labka", "epm3")
     }
