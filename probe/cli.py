@@ -15,7 +15,7 @@ from probe.configfile import LoadedConfig, load_config
 from probe.durations import format_duration
 from probe.errors import ConfigError, StoreError
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_STORE = 0, 1, 2, 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,6 +77,19 @@ def _parser() -> argparse.ArgumentParser:
     upgrade = db_sub.add_parser("upgrade", help="Bring the store's schema up to date.")
     upgrade.set_defaults(command=cmd_db_upgrade)
     with_config(upgrade)
+    prune = db_sub.add_parser("prune", help="Delete raw rows older than store.retention.raw.")
+    prune.set_defaults(command=cmd_db_prune)
+    with_config(prune)
+    rollup = db_sub.add_parser("rollup", help="Rebuild hourly rollups and incidents.")
+    rollup.add_argument("--rebuild", action="store_true", required=True)
+    rollup.set_defaults(command=cmd_db_rollup)
+    with_config(rollup)
+    report = command("report", cmd_report, "Monthly operational statistics.")
+    report.add_argument("--month", required=True, help="YYYY-MM, in the config's time zone")
+    report.add_argument("--format", default="json", choices=["json", "csv", "md", "html"])
+    report.add_argument("--lang", default="en", choices=["da", "en"])
+    report.add_argument("-o", "--output", help="write to this file (atomically)")
+    with_config(report)
     return parser
 
 
@@ -170,4 +183,30 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
     asyncio.run(run())
     print(f"store {safe_url(url)} is up to date")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from probe.report.cli import run_report
+
+    return run_report(
+        _load(args), month=args.month, fmt=args.format, lang=args.lang, output=args.output
+    )
+
+
+def cmd_db_prune(args: argparse.Namespace) -> int:
+    from probe.store.maintenance import prune_url
+
+    loaded = _load(args)
+    deleted = asyncio.run(prune_url(loaded.config.store.url, loaded.config.store.retention.raw))
+    print(f"deleted {deleted} raw rows older than the retention; rollups kept")
+    return EXIT_OK
+
+
+def cmd_db_rollup(args: argparse.Namespace) -> int:
+    from probe.store.maintenance import rebuild_rollups
+
+    loaded = _load(args)
+    read = asyncio.run(rebuild_rollups(loaded.config.store.url))
+    print(f"rebuilt rollups and incidents from {read} results")
     return EXIT_OK

@@ -97,32 +97,64 @@ class Weekly(Model):
         return day.lower()
 
 
-class Once(Model):
-    start: str  # ISO 8601; without an offset it is local time in the config's time zone
+class Monthly(Model):
+    """``{day: 1, start: "02:00", duration: 2h}``; ``day: -1`` is the month's last day."""
+
+    day: int = Field(ge=-31, le=31)
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     duration: Duration
 
-    @field_validator("start")
+    @field_validator("day")
     @classmethod
-    def _iso(cls, start: str) -> str:
+    def _not_zero(cls, day: int) -> int:
+        if day == 0:
+            raise ValueError("day must be 1..31, or -1..-31 counted from the month's end")
+        return day
+
+
+class Once(Model):
+    """``{start: "2026-12-01T22:00", end: "2026-12-02T02:00"}`` (or ``duration``)."""
+
+    start: str  # ISO 8601; without an offset it is local time in the config's time zone
+    end: str | None = None
+    duration: Duration | None = None
+
+    @field_validator("start", "end")
+    @classmethod
+    def _iso(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         try:
-            datetime.fromisoformat(start)
+            datetime.fromisoformat(value)
         except ValueError:
             raise ValueError(
-                f"invalid start {start!r}: use ISO 8601, e.g. 2026-12-01T22:00"
+                f"invalid time {value!r}: use ISO 8601, e.g. 2026-12-01T22:00"
             ) from None
-        return start
+        return value
+
+    @model_validator(mode="after")
+    def _end_or_duration(self) -> Once:
+        if (self.end is None) == (self.duration is None):
+            raise ValueError("give exactly one of end or duration")
+        if self.end is not None and datetime.fromisoformat(self.end).replace(
+            tzinfo=None
+        ) <= datetime.fromisoformat(self.start).replace(tzinfo=None):
+            raise ValueError("end must be after start")
+        return self
 
 
 class MaintenanceWindow(Model):
     name: str
     flows: list[str] = ["*"]  # glob patterns on flow names
     weekly: Weekly | None = None
+    monthly: Monthly | None = None
     once: Once | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> MaintenanceWindow:
-        if (self.weekly is None) == (self.once is None):
-            raise ValueError("give exactly one of weekly or once")
+        given = [k for k in ("weekly", "monthly", "once") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of weekly, monthly or once")
         return self
 
 

@@ -14,22 +14,26 @@ import signal
 import socket
 import time
 from datetime import timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
 from probe.config import FlowSpec, resolve_flows
 from probe.configfile import LoadedConfig
 from probe.errors import StoreError
 from probe.listener import Listener
 from probe.logs import redactor
-from probe.maintenance import covers, is_active
+from probe.maintenance import Calendar, covers, is_active
 from probe.metrics import Metrics
 from probe.model import utcnow
+from probe.report.stats import Month, build_report
 from probe.runner import Runner
 from probe.schedule import Scheduler
 from probe.server import make_app
 from probe.store import Store, open_store, safe_url
+from probe.store.maintenance import prune_raw
 from probe.transports import Resources
 
 log = structlog.get_logger("probe.daemon")
@@ -38,6 +42,7 @@ log = structlog.get_logger("probe.daemon")
 RESUME_WINDOW = timedelta(days=2)
 # How long past its deadline another node's unresolved probe waits before this one adopts it.
 ADOPT_AFTER = timedelta(minutes=1)
+PRUNE_EVERY = 3600.0
 
 
 class Daemon:
@@ -80,7 +85,8 @@ class Daemon:
         self.store.on_write_error = self.metrics.daemon(self.metrics.store_write_errors).inc
         self.store.start()
         clients = Resources()
-        runner = Runner(store=self.store, metrics=self.metrics, node=self.node)
+        calendar = Calendar(cfg.maintenance, ZoneInfo(cfg.timezone))
+        runner = Runner(store=self.store, metrics=self.metrics, node=self.node, calendar=calendar)
         try:
             await runner.open(self.flows, clients)
             await self._serve(runner)
@@ -96,7 +102,11 @@ class Daemon:
         self.metrics.declare(self.flows)
         self.metrics.daemon(self.metrics.config_reload_success).set(1)
         host, port = self.config.server.host_port
-        app = make_app(exposition=self._exposition, readiness=self._readiness)
+        app = make_app(
+            exposition=self._exposition,
+            readiness=self._readiness,
+            monthly_report=self._monthly_report,
+        )
         self.server = Listener("api", app, host=host, port=port)
         try:
             await self.server.start()
@@ -108,6 +118,7 @@ class Daemon:
         self._install_signals()
         await self._resume(runner)
         self.scheduler.start()
+        pruner = asyncio.create_task(self._prune_forever(), name="prune")
         log.info(
             "started",
             flows=len(self.flows),
@@ -117,6 +128,7 @@ class Daemon:
         self.started.set()
         await self._stop.wait()
         log.info("stopping", in_flight=len(self._in_flight()))
+        pruner.cancel()
         self.scheduler.stop()
         await self._drain()
 
@@ -199,6 +211,27 @@ class Daemon:
             active = any(covers(w, flow.name) and is_active(w, now, tz) for w in windows)
             self.metrics.flow_gauge(self.metrics.maintenance, flow.name).set(int(active))
         return self.metrics.exposition()
+
+    async def _monthly_report(self, month: str) -> dict[str, Any]:
+        """The JSON of `probe report --month` (a `ValueError` for a bad month)."""
+        assert self.store is not None
+        Month.parse(month, ZoneInfo(self.config.timezone))
+        try:
+            return await build_report(self.store.engine, self.config, month)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store unreachable: {type(exc).__name__}") from exc
+
+    async def _prune_forever(self) -> None:
+        """Delete raw rows past ``store.retention.raw`` every hour; rollups stay."""
+        while True:
+            try:
+                assert self.store is not None
+                deleted = await prune_raw(self.store.engine, self.config.store.retention.raw)
+                if deleted:
+                    log.info("pruned", rows=deleted)
+            except StoreError as exc:
+                log.warning("prune_failed", error=str(exc))
+            await asyncio.sleep(PRUNE_EVERY)
 
     async def _readiness(self) -> dict[str, bool]:
         checked_at, store_ok = self._ready_cache

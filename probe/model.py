@@ -100,6 +100,7 @@ class Result:
     slot: datetime
     resolved_at: datetime
     mismatch: str | None = None  # comma-separated fields that arrived changed
+    maintenance: bool = False  # the slot fell in a maintenance window: left out of availability
 
 
 def utcnow() -> datetime:

@@ -18,6 +18,7 @@ from structlog.contextvars import bound_contextvars
 from probe.config import DestinationSpec, FlowSpec
 from probe.errors import StoreError, TransportError, TransportTimeout
 from probe.logs import redactor
+from probe.maintenance import Calendar
 from probe.metrics import Metrics
 from probe.model import Outcome, ProbeMessage, Receipt, Result, Sighting, new_probe_id, utcnow
 from probe.store import ProbeRow, SentRow, Store, StoredProbe
@@ -32,10 +33,18 @@ _OBSERVE_GRACE = 2.0
 class Runner:
     """Runs probes for a set of flows. Build sources and observers with `open`."""
 
-    def __init__(self, *, store: Store, metrics: Metrics, node: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        metrics: Metrics,
+        node: str | None = None,
+        calendar: Calendar | None = None,
+    ) -> None:
         self.store = store
         self.metrics = metrics
         self.node = node
+        self.calendar = calendar
         self.flows: dict[str, FlowSpec] = {}
         self.sources: dict[str, Source] = {}
         self.observers: dict[tuple[str, str], Observer] = {}
@@ -217,6 +226,7 @@ class Runner:
             slot=message.slot,
             resolved_at=utcnow(),
             mismatch=mismatch,
+            maintenance=bool(self.calendar and self.calendar.active(flow.name, message.slot)),
         )
         self.store.add_result(result)
         self.metrics.observe_result(result, now=time.time())

@@ -6,6 +6,7 @@ It is served by `probe.listener.Listener`.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
@@ -13,11 +14,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from probe.errors import StoreError
+
+MonthlyReport = Callable[[str], Awaitable[dict[str, Any]]]
+
 
 def make_app(
-    *, exposition: Callable[[], bytes], readiness: Callable[[], Awaitable[dict[str, bool]]]
+    *,
+    exposition: Callable[[], bytes],
+    readiness: Callable[[], Awaitable[dict[str, bool]]],
+    monthly_report: MonthlyReport | None = None,
 ) -> Starlette:
-    """``exposition`` renders the metrics; ``readiness`` names each check and whether it passed."""
+    """``exposition`` renders the metrics; ``readiness`` names each check and whether it passed;
+    ``monthly_report`` builds the report JSON for ``YYYY-MM`` (a `ValueError` for a bad month).
+    """
 
     async def metrics(_: Request) -> Response:
         return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
@@ -31,10 +41,22 @@ def make_app(
         body = {"status": "ready" if ready else "not ready", "checks": checks}
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    return Starlette(
-        routes=[
-            Route("/metrics", metrics),
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-        ]
-    )
+    async def report(request: Request) -> Response:
+        assert monthly_report is not None
+        month = request.path_params["month"]
+        try:
+            body = await monthly_report(month)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        except StoreError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=503)
+        return JSONResponse(body)
+
+    routes = [
+        Route("/metrics", metrics),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+    ]
+    if monthly_report is not None:
+        routes.append(Route("/api/v1/reports/monthly/{month}", report))
+    return Starlette(routes=routes)

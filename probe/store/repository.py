@@ -26,7 +26,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from probe.errors import StoreError
 from probe.model import Result, Sighting
-from probe.store import migrate
+from probe.store import migrate, rollup
 from probe.store.tables import probes, results, sightings
 
 log = structlog.get_logger("probe.store")
@@ -231,8 +231,28 @@ class Store:
                 )
                 await conn.execute(statement, [{f"b_{k}": v for k, v in r.items()} for r in sent])
             if done:
-                # Idempotent: a result replayed after a restart changes nothing.
-                await conn.execute(self._insert(results).on_conflict_do_nothing(), done)
+                # Idempotent: a result replayed after a restart changes nothing, rollups
+                # included, since only rows really inserted are rolled up.
+                statement = (
+                    self._insert(results)
+                    .on_conflict_do_nothing()
+                    .returning(results.c.probe_id, results.c.destination)
+                )
+                inserted = {
+                    (r.probe_id, r.destination) for r in await conn.execute(statement, done)
+                }
+                fresh = []
+                for r in batch:
+                    # Only the copy the database inserted: a replay in the same batch is not.
+                    if isinstance(r, Result) and (r.probe_id, r.destination) in inserted:
+                        inserted.discard((r.probe_id, r.destination))
+                        fresh.append(
+                            rollup.Row(
+                                r.flow, r.destination, r.slot, str(r.outcome), r.latency,
+                                r.maintenance,
+                            )
+                        )  # fmt: skip
+                await rollup.apply(conn, fresh)
 
     async def unresolved(self, *, since: datetime) -> list[StoredProbe]:
         """Probes claimed since ``since`` that may still lack a result for some destination."""

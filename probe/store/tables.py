@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -16,7 +17,9 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -95,5 +98,41 @@ results = Table(
     Column("reason", String(32)),
     Column("resolved_at", UTCDateTime, nullable=False),
     Column("mismatch", String(200)),  # fields that arrived changed, comma-separated
+    Column("maintenance", Boolean, nullable=False, default=False, server_default=false()),
     Index(None, "flow", "destination", "slot_at"),
+)
+
+# Hourly rollups per flow and destination, kept for 13 months or more so a monthly report
+# never scans raw rows. `latency` is a mergeable log-bucket histogram (probe.store.sketch).
+rollups = Table(
+    "rollups_hourly",
+    metadata,
+    Column("flow", String(64), primary_key=True),
+    Column("destination", String(64), primary_key=True),
+    Column("hour", UTCDateTime, primary_key=True),  # start of the UTC hour of the slots
+    Column("delivered", Integer, nullable=False, default=0),
+    Column("late", Integer, nullable=False, default=0),
+    Column("lost", Integer, nullable=False, default=0),
+    Column("send_error", Integer, nullable=False, default=0),
+    Column("observe_error", Integer, nullable=False, default=0),
+    Column("maintenance", Integer, nullable=False, default=0),  # results left out
+    Column("latency_count", Integer, nullable=False, default=0),
+    Column("latency_max", Float),
+    Column("latency", Text, nullable=False, default="{}"),  # {bucket: count} as JSON
+)
+
+# Runs of consecutive bad results per flow and destination. Open while `end_at` is null;
+# `end_at` is the slot of the first good result after the run.
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("flow", String(64), nullable=False),
+    Column("destination", String(64), nullable=False),
+    Column("start_at", UTCDateTime, nullable=False),
+    Column("last_bad_at", UTCDateTime, nullable=False),
+    Column("end_at", UTCDateTime),
+    Column("cause", String(16), nullable=False),
+    Column("bad_results", Integer, nullable=False, default=1),
+    Index(None, "flow", "destination", "start_at"),
 )

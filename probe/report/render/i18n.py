@@ -1,0 +1,140 @@
+"""Labels in Danish and English for the human-readable report formats.
+
+Every label exists in both languages; `label()` raises `KeyError` on a typo instead of
+printing a half-translated report. CSV and JSON are for machines and use no labels.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal, get_args
+
+Lang = Literal["da", "en"]
+"""A report language: ``"da"`` (Danish) or ``"en"`` (English)."""
+
+LANGS: Final[tuple[Lang, ...]] = get_args(Lang)
+
+# key: (English, Danish). One table, so a missing translation is visible side by side.
+_LABELS: Final[dict[str, tuple[str, str]]] = {
+    "title": ("Monthly integration report", "Månedsrapport for integrationer"),
+    "period": ("Period", "Periode"),
+    "hours": ("hours", "timer"),
+    "timezone": ("Times in", "Tider i"),
+    "generated": ("Generated", "Dannet"),
+    "summary": ("Summary", "Overblik"),
+    "flow": ("Flow", "Flow"),
+    "destination": ("Destination", "Destination"),
+    "check": ("(check)", "(tjek)"),
+    "availability": ("Availability", "Tilgængelighed"),
+    "time_availability": ("Time availability", "Tidsbaseret tilgængelighed"),
+    "objective": ("SLO objective", "SLO-mål"),
+    "slo": ("SLO", "SLO"),
+    "met": ("Objective met", "Mål opfyldt"),
+    "missed": ("Objective missed", "Mål ikke opfyldt"),
+    "not_evaluated": ("Not evaluated", "Ikke vurderet"),
+    "no_data": ("No data", "Ingen data"),
+    "no_data_note": (
+        "No probe results were recorded this month, so availability cannot be stated.",
+        "Der er ikke registreret nogen målinger i denne måned, så tilgængeligheden kan ikke "
+        "opgøres.",
+    ),
+    "latency": ("Latency", "Forsinkelse"),
+    "latency_p95": ("Latency p95", "Forsinkelse p95"),
+    "latency_deadline": ("Deadline", "Frist"),
+    "max": ("max", "maks."),
+    "incidents": ("Incidents", "Hændelser"),
+    "no_incidents": ("No incidents.", "Ingen hændelser."),
+    "start": ("Start", "Start"),
+    "end": ("End", "Slut"),
+    "duration": ("Duration", "Varighed"),
+    "cause": ("Cause", "Årsag"),
+    "maintenance": ("Maintenance", "Vedligehold"),
+    "maintenance_note": (
+        "Left out of every figure above: {count} probes.",
+        "Holdt uden for alle tal ovenfor: {count} målinger.",
+    ),
+    "no_maintenance": ("No maintenance windows.", "Ingen vedligeholdsvinduer."),
+    "name": ("Name", "Navn"),
+    "mttr": ("MTTR (mean time to recover)", "MTTR (gns. tid til genopretning)"),
+    "mtbf": ("MTBF (mean time between failures)", "MTBF (gns. tid mellem fejl)"),
+    "previous": ("Previous month", "Forrige måned"),
+    "change": ("Change", "Ændring"),
+    "error_budget": ("Error budget used", "Fejlbudget brugt"),
+    "probes": ("Probes", "Målinger"),
+    "excluded": ("Excluded (maintenance)", "Udeladt (vedligehold)"),
+    "outcomes": ("Outcomes", "Udfald"),
+    "daily_availability": ("Daily availability", "Daglig tilgængelighed"),
+    "daily_latency": ("Daily latency (seconds)", "Daglig forsinkelse (sekunder)"),
+    "day": ("Day of month", "Dag i måneden"),
+    "status_line": (
+        "{met} met the objective, {missed} missed it, {none} without data.",
+        "{met} opfyldte målet, {missed} opfyldte det ikke, {none} uden data.",
+    ),
+    "definitions": ("How to read this report", "Sådan læses rapporten"),
+    "def_availability": (
+        "Availability: delivered probes divided by probes counted (maintenance left out).",
+        "Tilgængelighed: leverede målinger delt med talte målinger (vedligehold holdt ude).",
+    ),
+    "def_time": (
+        "Time availability: share of the month's minutes, outside maintenance, "
+        "not inside an incident.",
+        "Tidsbaseret tilgængelighed: andel af månedens minutter uden for vedligehold, "
+        "som ikke ligger i en hændelse.",
+    ),
+    "def_incident": (
+        "Incident: a run of consecutive failed probes. MTTR is the mean incident duration; "
+        "MTBF the time in normal operation (outside incidents and maintenance) per incident.",
+        "Hændelse: en række fejlede målinger i træk. MTTR er hændelsernes gennemsnitlige "
+        "varighed; MTBF driftstiden (uden for hændelser og vedligehold) pr. hændelse.",
+    ),
+    "def_budget": (
+        "Error budget: the failures the objective allows; above 100% the objective is missed.",
+        "Fejlbudget: de fejl, målet tillader; over 100 % er målet ikke opfyldt.",
+    ),
+    "objective_line": ("Objective", "Mål"),
+    "gap": ("No data", "Ingen data"),
+    "below": ("Below objective", "Under målet"),
+    "chart_availability_desc": (
+        "Daily availability for {name}; days without data are left empty.",
+        "Daglig tilgængelighed for {name}; dage uden data er tomme.",
+    ),
+    "chart_latency_desc": (
+        "Daily latency p50, p95 and p99 for {name}, in seconds.",
+        "Daglig forsinkelse p50, p95 og p99 for {name}, i sekunder.",
+    ),
+    "pp": ("pp", "pct.-point"),
+    "up": ("up", "op"),
+    "down": ("down", "ned"),
+    "unchanged": ("unchanged", "uændret"),
+    "lost": ("Lost", "Tabt"),
+    "late": ("Late", "Forsinket"),
+    "delivered": ("Delivered", "Leveret"),
+    "send_error": ("Send error", "Afsendelsesfejl"),
+    "observe_error": ("Observation error", "Observationsfejl"),
+}
+
+
+def label(key: str, lang: Lang, **values: object) -> str:
+    """The label `key` in `lang`, with ``{placeholders}`` filled from `values`.
+
+    >>> label("no_data", "da")
+    'Ingen data'
+    """
+    english, danish = _LABELS[key]
+    text = danish if lang == "da" else english
+    return text.format(**values) if values else text
+
+
+def cause(value: str, lang: Lang) -> str:
+    """A cause or outcome (``lost``, ``send_error``...) in words; an unknown one as given."""
+    return label(value, lang) if value in _OUTCOME_KEYS else value
+
+
+_OUTCOME_KEYS: Final = frozenset({"delivered", "late", "lost", "send_error", "observe_error"})
+
+
+def check_lang(lang: str) -> Lang:
+    """`lang` as a `Lang`, or `ValueError` naming the languages there are."""
+    for known in LANGS:
+        if lang == known:
+            return known
+    raise ValueError(f"unknown report language {lang!r}: use one of {', '.join(LANGS)}")

@@ -1,0 +1,223 @@
+"""The report as CSV (for spreadsheets and scripts) and as Markdown (for tickets and wikis).
+
+CSV is machine-friendly on purpose, whatever the language: English snake_case headers,
+dot decimals, fractions rather than percentages, empty cells for null, ``true``/``false``
+for booleans, and a check's empty destination left empty. Markdown is for people and
+follows the language like the HTML page does.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from typing import Final
+
+from probe.report.render import formats
+from probe.report.render.formats import DASH
+from probe.report.render.i18n import Lang, cause, label
+from probe.report.render.view import OUTCOMES, Report, Row, Span
+from probe.report.render.wording import (
+    change,
+    destination,
+    optional_duration,
+    optional_percent,
+    period_line,
+    row_title,
+)
+
+CSV_COLUMNS: Final = (
+    "month",
+    "flow",
+    "destination",
+    "probes",
+    *OUTCOMES,
+    "excluded_maintenance",
+    "availability",
+    "time_availability",
+    "slo_objective",
+    "slo_latency_seconds",
+    "slo_met",
+    "error_budget_used",
+    "p50",
+    "p95",
+    "p99",
+    "max",
+    "incidents",
+    "mttr_seconds",
+    "mtbf_seconds",
+    "previous_availability",
+    "no_data",
+)
+"""The CSV header, in order. Latencies and durations are in seconds."""
+
+
+def to_csv(report: Report) -> str:
+    """One line per flow and destination under a header line of `CSV_COLUMNS`."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for row in report.rows:
+        latency = row.latency
+        values: dict[str, object] = {
+            "month": report.month,
+            "flow": row.flow,
+            "destination": row.destination,
+            "probes": row.probes,
+            **row.outcomes,
+            "excluded_maintenance": row.excluded_maintenance,
+            "availability": row.availability,
+            "time_availability": row.time_availability,
+            "slo_objective": row.slo.objective,
+            "slo_latency_seconds": row.slo.latency_seconds,
+            "slo_met": row.slo.met,
+            "error_budget_used": row.slo.error_budget_used,
+            "p50": latency and latency.p50,
+            "p95": latency and latency.p95,
+            "p99": latency and latency.p99,
+            "max": latency and latency.max,
+            "incidents": len(row.incidents),
+            "mttr_seconds": row.mttr_seconds,
+            "mtbf_seconds": row.mtbf_seconds,
+            "previous_availability": row.previous_availability,
+            "no_data": row.no_data,
+        }
+        writer.writerow([_plain(values[column]) for column in CSV_COLUMNS])
+    return out.getvalue()
+
+
+def _plain(value: object) -> str:
+    """A CSV cell: no thousands separators, dot decimals, whole numbers without ``.0``."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+# CommonMark lets any ASCII punctuation be escaped with a backslash. These are the ones that
+# could start markup, raw HTML or an entity, or split a table cell, in a configured name.
+_MD_SPECIAL: Final = re.compile(r"([\\`*_\[\]<>|&~])")
+
+
+def md_escape(text: str) -> str:
+    """`text` as literal Markdown on one line: safe in a table cell or a heading."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+
+
+def to_markdown(report: Report, lang: Lang) -> str:
+    """A title, the period, a summary table, then each row's figures and incidents."""
+    lines = [
+        f"# {label('title', lang)} {DASH} {formats.month_name(report.month, lang)}",
+        "",
+        period_line(report, lang),
+        "",
+        f"## {label('summary', lang)}",
+        "",
+        *_summary_table(report, lang),
+    ]
+    for row in report.rows:
+        lines += ["", f"## {md_escape(row_title(row, lang))}", "", *_row_details(row, lang)]
+    return "\n".join(lines) + "\n"
+
+
+def met_symbol(row: Row, lang: Lang) -> str:
+    """``✓``, ``✗``, ``No data``, or a dash when the SLO was not evaluated."""
+    if row.no_data:
+        return label("no_data", lang)
+    if row.slo.met is None:
+        return DASH
+    return "\u2713" if row.slo.met else "\u2717"
+
+
+def _table(header: list[str], align: list[str], rows: list[list[str]]) -> list[str]:
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(cells) + " |"
+
+    return [line(header), line(align), *(line(cells) for cells in rows)]
+
+
+def _summary_table(report: Report, lang: Lang) -> list[str]:
+    keys = ("flow", "destination", "availability", "time_availability", "objective", "met")
+    header = [label(key, lang) for key in (*keys, "latency_p95", "incidents")]
+    body = []
+    for row in report.rows:
+        objective = row.slo.objective
+        body.append(
+            [
+                md_escape(row.flow),
+                md_escape(destination(row, lang)),
+                optional_percent(row.availability, row, lang),
+                optional_percent(row.time_availability, row, lang),
+                DASH if objective is None else formats.percent(objective, lang, trim=True),
+                met_symbol(row, lang),
+                DASH if row.latency is None else formats.seconds(row.latency.p95, lang),
+                DASH if row.no_data else formats.number(len(row.incidents), lang),
+            ]
+        )
+    return _table(header, ["---", "---", "---:", "---:", "---:", ":---:", "---:", "---:"], body)
+
+
+def _row_details(row: Row, lang: Lang) -> list[str]:
+    if row.no_data:
+        return [label("no_data_note", lang)]
+    lines = [f"- {label('probes', lang)}: {formats.number(row.probes, lang)}"]
+    outcomes = ", ".join(
+        f"{cause(name, lang).lower()} {formats.number(count, lang)}"
+        for name, count in row.outcomes.items()
+    )
+    lines.append(f"- {label('outcomes', lang)}: {outcomes}")
+    if row.latency is not None:
+        values = [("p50", row.latency.p50), ("p95", row.latency.p95), ("p99", row.latency.p99)]
+        if row.latency.max is not None:
+            values.append((label("max", lang), row.latency.max))
+        text = ", ".join(f"{name} {formats.seconds(value, lang)}" for name, value in values)
+        lines.append(f"- {label('latency', lang)}: {text}")
+    for key, value in (("mttr", row.mttr_seconds), ("mtbf", row.mtbf_seconds)):
+        lines.append(f"- {label(key, lang)}: {optional_duration(value, lang)}")
+    shift = change(row, lang)
+    if shift is None or row.previous_availability is None:
+        lines.append(f"- {label('previous', lang)}: {label('no_data', lang)}")
+    else:
+        previous = formats.percent(row.previous_availability, lang)
+        lines.append(f"- {label('previous', lang)}: {previous} ({shift[0]})")
+    lines += ["", f"### {label('incidents', lang)}", ""]
+    lines += _incident_table(row.incidents, lang)
+    lines += ["", f"### {label('maintenance', lang)}", ""]
+    lines += _maintenance_table(row, lang)
+    return lines
+
+
+def _incident_table(incidents: tuple[Span, ...], lang: Lang) -> list[str]:
+    if not incidents:
+        return [label("no_incidents", lang)]
+    header = [label(key, lang) for key in ("start", "end", "duration", "cause")]
+    body = [
+        [
+            formats.when(item.start, lang),
+            formats.until(item.start, item.end, lang),
+            optional_duration(item.duration_seconds, lang),
+            md_escape(cause(item.label, lang)),
+        ]
+        for item in incidents
+    ]
+    return _table(header, ["---", "---", "---:", "---"], body)
+
+
+def _maintenance_table(row: Row, lang: Lang) -> list[str]:
+    """The windows left out of the figures, under a line saying how many probes that was."""
+    if not row.maintenance:
+        return [label("no_maintenance", lang)]
+    count = formats.number(row.excluded_maintenance, lang)
+    header = [label(key, lang) for key in ("name", "start", "end")]
+    body = [
+        [
+            md_escape(item.label),
+            formats.when(item.start, lang),
+            formats.until(item.start, item.end, lang),
+        ]
+        for item in row.maintenance
+    ]
+    return [label("maintenance_note", lang, count=count), "", *_table(header, ["---"] * 3, body)]

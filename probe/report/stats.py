@@ -1,0 +1,284 @@
+"""The monthly report: every number in the JSON contract, from rollups and incidents.
+
+Month boundaries are local midnight in the configured time zone, so October 2026 in
+Copenhagen has 745 hours and March 2026 has 743. Definitions (also in the README):
+
+- ``probes``: results for the flow and destination whose slot lies in the month;
+- ``outcomes``: those outside maintenance, by outcome; ``excluded_maintenance`` the rest;
+- ``availability`` = delivered / (probes - excluded_maintenance); no results: null;
+- ``time_availability``: the share of the month's seconds outside maintenance (up to now,
+  for the current month) that lie in no incident;
+- an incident is a run of consecutive bad results, from the first bad slot to the slot of
+  the next good result (clipped to the month);
+- MTTR: the mean incident duration; MTBF: seconds outside maintenance and incidents,
+  divided by the number of incidents;
+- latency percentiles over delivered and late results, within 1% (`probe.store.sketch`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from probe.config import Config, resolve_flows
+from probe.maintenance import Interval, merged, occurrences, windows_for
+from probe.store.rollup import OUTCOMES
+from probe.store.sketch import Sketch
+from probe.store.tables import incidents, rollups
+
+Key = tuple[str, str]
+
+
+@dataclass(slots=True)
+class Totals:
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    maintenance: int = 0
+    sketch: Sketch = field(default_factory=Sketch)
+    latency_max: float | None = None
+
+    def add(self, row: Any) -> None:
+        for name in OUTCOMES:
+            self.counts[name] += getattr(row, name)
+        self.maintenance += row.maintenance
+        self.sketch.merge(Sketch.from_json(row.latency))
+        if row.latency_max is not None:
+            self.latency_max = max(row.latency_max, self.latency_max or 0.0)
+
+    @property
+    def counted(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def availability(self) -> float | None:
+        return self.counts["delivered"] / self.counted if self.counted else None
+
+
+@dataclass(frozen=True, slots=True)
+class Month:
+    """A calendar month in a time zone, as UTC bounds."""
+
+    label: str
+    start: datetime
+    end: datetime
+    tz: ZoneInfo
+
+    @classmethod
+    def parse(cls, label: str, tz: ZoneInfo) -> Month:
+        """``Month.parse("2026-10", tz)``; a `ValueError` for anything but YYYY-MM."""
+        year, month = (int(part) for part in label.split("-"))
+        if len(label) != 7 or not 1 <= month <= 12:
+            raise ValueError(f"invalid month {label!r}: use YYYY-MM")
+        first = datetime(year, month, 1, tzinfo=tz)
+        following = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=tz)
+        return cls(label, first.astimezone(UTC), following.astimezone(UTC), tz)
+
+    def previous(self) -> Month:
+        local = self.start.astimezone(self.tz)
+        year, month = (local.year, local.month - 1) if local.month > 1 else (local.year - 1, 12)
+        return Month.parse(f"{year:04d}-{month:02d}", self.tz)
+
+    @property
+    def hours(self) -> float:
+        return (self.end - self.start).total_seconds() / 3600
+
+    def local(self, moment: datetime) -> str:
+        return moment.astimezone(self.tz).isoformat(timespec="seconds")
+
+
+async def build_report(
+    engine: AsyncEngine, config: Config, month_label: str, *, now: datetime | None = None
+) -> dict[str, Any]:
+    """The monthly report as the JSON contract (a dict), from the store behind ``engine``."""
+    tz = ZoneInfo(config.timezone)
+    month = Month.parse(month_label, tz)
+    now = now or datetime.now(UTC)
+    until = min(month.end, max(now, month.start))
+    totals, daily = await _rollups(engine, month)
+    previous, _ = await _rollups(engine, month.previous())
+    found = await _incidents(engine, month.start, until)
+    specs = _slo_specs(config)
+    keys = sorted(set(specs) | set(totals))
+    rows = []
+    for key in keys:
+        objective, latency = specs.get(key, (config.defaults.slo.objective, None))
+        rows.append(
+            _row(
+                key,
+                totals.get(key, Totals()),
+                daily.get(key, {}),
+                found.get(key, []),
+                previous.get(key),
+                month=month,
+                until=until,
+                slo=(objective or 0.995, latency or config.defaults.slo.latency or 30.0),
+                windows=_maintenance(config, key[0], month, until),
+            )
+        )
+    return {
+        "month": month.label,
+        "timezone": config.timezone,
+        "generated_at": month.local(now),
+        "period": {
+            "start": month.local(month.start),
+            "end": month.local(month.end),
+            "hours": month.hours,
+        },
+        "rows": rows,
+    }
+
+
+def _slo_specs(config: Config) -> dict[Key, tuple[float, float]]:
+    specs = {}
+    for flow in resolve_flows(config):
+        for dest in flow.destinations:
+            specs[(flow.name, dest.name)] = (dest.slo_objective, dest.slo_latency)
+        if flow.is_check:
+            specs[(flow.name, "")] = (flow.slo_objective, flow.slo_latency)
+    return specs
+
+
+async def _rollups(
+    engine: AsyncEngine, month: Month
+) -> tuple[dict[Key, Totals], dict[Key, dict[date, Totals]]]:
+    query = select(rollups).where(rollups.c.hour >= month.start, rollups.c.hour < month.end)
+    totals: dict[Key, Totals] = defaultdict(Totals)
+    daily: dict[Key, dict[date, Totals]] = defaultdict(lambda: defaultdict(Totals))
+    async with engine.connect() as conn:
+        for row in await conn.execute(query):
+            key = (row.flow, row.destination)
+            totals[key].add(row)
+            daily[key][row.hour.astimezone(month.tz).date()].add(row)
+    return dict(totals), {k: dict(v) for k, v in daily.items()}
+
+
+async def _incidents(engine: AsyncEngine, start: datetime, until: datetime) -> dict[Key, list[Any]]:
+    query = (
+        select(incidents)
+        .where(incidents.c.start_at < until)
+        .where(or_(incidents.c.end_at.is_(None), incidents.c.end_at > start))
+        .order_by(incidents.c.start_at)
+    )
+    found: dict[Key, list[Any]] = defaultdict(list)
+    async with engine.connect() as conn:
+        for row in await conn.execute(query):
+            found[(row.flow, row.destination)].append(row)
+    return dict(found)
+
+
+def _maintenance(config: Config, flow: str, month: Month, until: datetime) -> list[dict[str, Any]]:
+    listed = []
+    for window in windows_for(flow, config.maintenance):
+        for start, end in occurrences(window, month.start, month.end, month.tz):
+            if start < month.end and end > month.start:
+                listed.append({"name": window.name, "start": start, "end": end})
+    return sorted(listed, key=lambda w: w["start"])
+
+
+def _overlap(start: datetime, end: datetime, spans: Sequence[Interval]) -> float:
+    return sum(max(0.0, (min(end, e) - max(start, s)).total_seconds()) for s, e in spans)
+
+
+def _row(
+    key: Key,
+    totals: Totals,
+    days: dict[date, Totals],
+    found: list[Any],
+    previous: Totals | None,
+    *,
+    month: Month,
+    until: datetime,
+    slo: tuple[float, float],
+    windows: list[dict[str, Any]],
+) -> dict[str, Any]:
+    objective, latency_slo = slo
+    spans = merged([(max(w["start"], month.start), min(w["end"], until)) for w in windows])
+    spans = [(s, e) for s, e in spans if e > s]
+    open_seconds = (until - month.start).total_seconds() - _overlap(month.start, until, spans)
+    clipped = [_clip(i, month, until) for i in found]
+    clipped = [i for i in clipped if i["duration_seconds"] > 0]
+    down = sum(i["duration_seconds"] - _overlap(i["_start"], i["_end"], spans) for i in clipped)
+    availability = totals.availability
+    no_data = totals.counted == 0 and totals.maintenance == 0
+    budget = None if availability is None else (1 - availability) / (1 - objective)
+    sketch = totals.sketch
+    return {
+        "flow": key[0],
+        "destination": key[1],
+        "probes": totals.counted + totals.maintenance,
+        "outcomes": dict(totals.counts),
+        "excluded_maintenance": totals.maintenance,
+        "availability": availability,
+        "time_availability": None if no_data or open_seconds <= 0 else 1 - down / open_seconds,
+        "slo": {
+            "objective": objective,
+            "latency_seconds": latency_slo,
+            "met": None if availability is None else availability >= objective,
+            "error_budget_used": budget,
+        },
+        "latency_seconds": _percentiles(sketch, totals.latency_max),
+        "incidents": [{k: v for k, v in i.items() if not k.startswith("_")} for i in clipped],
+        "mttr_seconds": sum(i["duration_seconds"] for i in clipped) / len(clipped)
+        if clipped
+        else None,
+        "mtbf_seconds": (open_seconds - down) / len(clipped) if clipped else None,
+        "previous_month": {"availability": previous.availability if previous else None},
+        "maintenance": [
+            {"name": w["name"], "start": month.local(w["start"]), "end": month.local(w["end"])}
+            for w in windows
+        ],
+        "no_data": no_data,
+        "daily": _daily(days, month),
+    }
+
+
+def _clip(incident: Any, month: Month, until: datetime) -> dict[str, Any]:
+    start = max(incident.start_at, month.start)
+    end = min(incident.end_at or until, until)
+    return {
+        "start": month.local(start),
+        "end": month.local(end),
+        "duration_seconds": max(0.0, (end - start).total_seconds()),
+        "cause": incident.cause,
+        "open": incident.end_at is None or incident.end_at > until,
+        "_start": start,
+        "_end": end,
+    }
+
+
+def _percentiles(sketch: Sketch, latency_max: float | None) -> dict[str, float | None] | None:
+    if sketch.count == 0:
+        return None
+    return {
+        "p50": sketch.quantile(0.50),
+        "p95": sketch.quantile(0.95),
+        "p99": sketch.quantile(0.99),
+        "max": latency_max,
+    }
+
+
+def _daily(days: dict[date, Totals], month: Month) -> list[dict[str, Any]]:
+    out = []
+    day = month.start.astimezone(month.tz).date()
+    last = (month.end - timedelta(seconds=1)).astimezone(month.tz).date()
+    while day <= last:
+        totals = days.get(day, Totals())
+        percentiles = _percentiles(totals.sketch, totals.latency_max)
+        out.append(
+            {
+                "date": day.isoformat(),
+                "probes": totals.counted + totals.maintenance,
+                "availability": totals.availability,
+                "latency_seconds": None
+                if percentiles is None
+                else {k: v for k, v in percentiles.items() if k != "max"},
+            }
+        )
+        day += timedelta(days=1)
+    return out
