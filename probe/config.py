@@ -171,6 +171,9 @@ class Store(Model):
 
 class Server(Model):
     listen: str = "127.0.0.1:9464"
+    # Bearer token for mutating API calls (POST /api/v1/flows/{flow}/run); none disables
+    # them. A secret: give it as api_token_file or ${ENV}.
+    api_token: str | None = None
 
     @field_validator("listen")
     @classmethod

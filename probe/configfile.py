@@ -162,8 +162,8 @@ def _env_value(
         problems.append(where.at(at, f"environment variable {name} is not set"))
         return match.group(0)
     value = env[name]
-    # Header values (Authorization, API keys) are treated as secrets whatever the name.
-    if value and (_SECRET_NAME.search(name) or "headers" in at):
+    # Header values (Authorization, API keys) and the API token are secrets whatever the name.
+    if value and (_SECRET_NAME.search(name) or "headers" in at or "api_token" in at):
         secrets.add(value)
     return value
 
