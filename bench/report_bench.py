@@ -701,7 +701,7 @@ async def main() -> None:
                 await own.feed(rows[0])
                 feed_s += time.perf_counter() - t
             print(
-                f"day {day + 1}: {len(rows[0]):,} rows; generate {gen_s:.0f} s; "
+                f"chunk {day + 1}: {len(rows[0]):,} rows; generate {gen_s:.0f} s; "
                 + "; ".join(f"{db.name} load {db.numbers['load_s']:.0f} s" for db in dbs),
                 flush=True,
             )

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
+from probe.api import Api, ApiContext
 from probe.config import FlowSpec, resolve_flows
 from probe.configfile import LoadedConfig
 from probe.errors import StoreError
@@ -27,7 +28,7 @@ from probe.listener import Listener
 from probe.logs import redactor
 from probe.maintenance import Calendar, covers, is_active
 from probe.metrics import Metrics
-from probe.model import utcnow
+from probe.model import Result, utcnow
 from probe.report.stats import Month, build_report
 from probe.runner import Runner
 from probe.schedule import Scheduler
@@ -102,10 +103,20 @@ class Daemon:
         self.metrics.declare(self.flows)
         self.metrics.daemon(self.metrics.config_reload_success).set(1)
         host, port = self.config.server.host_port
+        assert self.store is not None
+        assert runner.calendar is not None
+        context = ApiContext(
+            engine=self.store.engine,
+            config=self.config,
+            flows=self.flows,
+            calendar=runner.calendar,
+            run_now=lambda flow: self._run_now(runner, flow),
+        )
         app = make_app(
             exposition=self._exposition,
             readiness=self._readiness,
             monthly_report=self._monthly_report,
+            api=Api(context),
         )
         self.server = Listener("api", app, host=host, port=port)
         try:
@@ -184,6 +195,19 @@ class Daemon:
             task.add_done_callback(self._resuming.discard)
         if self._resuming:
             log.info("resuming_unresolved", probes=len(self._resuming))
+
+    async def _run_now(self, runner: Runner, flow: FlowSpec) -> list[Result] | None:
+        """Probe ``flow`` at slot = now for the API, like `probe once`.
+
+        The probe runs as its own task, tracked with the resumed ones, so a client that
+        hangs up does not cut it short and a stop drains it like any probe in flight.
+        """
+        task: asyncio.Task[object] = asyncio.create_task(runner.run_slot(flow, utcnow()))
+        self._resuming.add(task)
+        task.add_done_callback(self._resuming.discard)
+        found = await asyncio.shield(task)
+        assert found is None or isinstance(found, list)
+        return found
 
     def _install_signals(self) -> None:
         if not self.handle_signals:

@@ -1,6 +1,7 @@
-"""The daemon's one HTTP server: ``/metrics``, ``/healthz`` and ``/readyz``.
+"""The daemon's one HTTP server: ``/metrics``, ``/healthz``, ``/readyz``, the JSON API under
+``/api/v1`` (`probe.api`) and the status page at ``/`` (`probe.status_page`).
 
-It is served by `probe.listener.Listener`.
+It is served by `probe.listener.Listener`. Every error is JSON, ``{"error": "..."}``.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from probe import status_page
+from probe.api import Api, error_response
 from probe.errors import StoreError
 
 MonthlyReport = Callable[[str], Awaitable[dict[str, Any]]]
@@ -24,9 +28,11 @@ def make_app(
     exposition: Callable[[], bytes],
     readiness: Callable[[], Awaitable[dict[str, bool]]],
     monthly_report: MonthlyReport | None = None,
+    api: Api | None = None,
 ) -> Starlette:
     """``exposition`` renders the metrics; ``readiness`` names each check and whether it passed;
-    ``monthly_report`` builds the report JSON for ``YYYY-MM`` (a `ValueError` for a bad month).
+    ``monthly_report`` builds the report JSON for ``YYYY-MM`` (a `ValueError` for a bad month);
+    ``api`` serves ``/api/v1`` and the status page.
     """
 
     async def metrics(_: Request) -> Response:
@@ -46,7 +52,7 @@ def make_app(
         month = request.path_params["month"]
         try:
             body = await monthly_report(month)
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:  # overflow: a month near year 1 or 9999
             return JSONResponse({"error": str(exc)}, status_code=400)
         except StoreError as exc:
             return JSONResponse({"error": str(exc)}, status_code=503)
@@ -59,4 +65,22 @@ def make_app(
     ]
     if monthly_report is not None:
         routes.append(Route("/api/v1/reports/monthly/{month}", report))
-    return Starlette(routes=routes)
+    if api is not None:
+        routes.extend(api.routes())
+        page = status_page.endpoint(api.snapshot, timezone=api.context.config.timezone)
+        routes.append(Route("/", page))
+    return Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+    )
+
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    """Routing errors (404, 405) in the API's error shape."""
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, exc.detail, exc.headers)
+
+
+async def _server_error(_: Request, exc: Exception) -> Response:
+    """A bug: a JSON 500 without details (the server logs the traceback)."""
+    return error_response(500, "internal error")
