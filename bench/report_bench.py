@@ -5,7 +5,7 @@ Fills a fresh SQLite file and a fresh PostgreSQL database (both migrated with
 ``--flows`` flows x 2 destinations at one probe per minute per flow, then per database:
 
 1. bulk-loads ``results`` (PostgreSQL: psycopg ``COPY`` on a sync connection, then
-   ``VACUUM ANALYZE``; SQLite: ``sqlite3`` executemany, one transaction per day of slots,
+   ``VACUUM ANALYZE``; SQLite: ``sqlite3`` executemany, one transaction per 1,440 slots,
    ``journal_mode=WAL, synchronous=OFF`` during the load, then a WAL checkpoint);
 2. builds ``rollups_hourly`` and ``incidents`` with ``probe.store.rollup.rebuild`` in one
    ``engine.begin()`` transaction, timed (``--rollups bench`` instead accumulates the same
@@ -23,8 +23,12 @@ Fills a fresh SQLite file and a fresh PostgreSQL database (both migrated with
    Both go through the same async engine as the report. The naive numbers are checked against
    the report's (counts equal, max equal, percentiles within the sketch's 1%).
 
-If the report misses its target, one more run is profiled with cProfile and the top
-functions are printed.
+If the report misses its target (or with ``--profile``), one more run is profiled with
+cProfile and the top functions are printed, and the report is timed again (median of 3) with
+`stats._rollups` swapped, in this process only, for `candidate_rollups`: the same numbers
+computed by grouping hourly rows per local day in SQL and parsing each day's sketches once.
+The bench checks that this gives an identical report; it shows what a fix would give and is
+not production code.
 
 Data: ``probe_id`` is ``PR`` + 18 hex digits of (slot index x flows + flow index): one probe
 per flow and slot as in production, so the two destinations of a probe share it and
@@ -37,7 +41,7 @@ minutes (send_error). Every isolated bad result is an incident of its own by the
 definition, so there are tens of thousands of incidents. No maintenance.
 
 Run:  python bench/report_bench.py [--flows 200] [--days 31] [--only sqlite|postgresql]
-      [--rollups rebuild|bench] [--keep]
+      [--rollups rebuild|bench] [--profile] [--keep]
 
 ``--days`` counts local calendar days from 1 October; 31 is the whole month (745 hours, as the
 clocks go back on 25 October: 44,700 slots, 17.88 million results at 200 flows).

@@ -292,7 +292,7 @@ async def _availability_1h(conn: AsyncConnection, key: Key, now: datetime) -> fl
     query = (
         select(results.c.outcome, func.count())
         .where(results.c.flow == key[0], results.c.destination == key[1])
-        .where(results.c.slot_at > now - timedelta(hours=1), results.c.slot_at <= now)
+        .where(results.c.slot_at >= now - timedelta(hours=1), results.c.slot_at <= now)
         .where(results.c.maintenance == false())
         .group_by(results.c.outcome)
     )

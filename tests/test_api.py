@@ -7,20 +7,26 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
+from probe.api import Api, ApiContext
+from probe.config import Config, resolve_flows
 from probe.daemon import Daemon
-from probe.model import Outcome
-from probe.status import Recent, State, classify
-from probe.store import create_engine
+from probe.maintenance import Calendar
+from probe.model import Outcome, Result, new_probe_id
+from probe.server import make_app
+from probe.status import Recent, State, classify, snapshot
+from probe.store import create_engine, open_store
 from probe.store.tables import results
 from tests.helpers import fetch_rows, running, simulator, wait_for, write_config
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+# The tests that share the module's daemon run in the module's event loop.
+module_loop = pytest.mark.asyncio(loop_scope="module")
 
 TOKEN = "api-token-for-tests-0123"
 SIM = {
@@ -148,13 +154,80 @@ def _recent(*outcomes: str, step: float = 60.0, first: float = 0.0) -> list[Rece
         ),
     ],
 )
-async def test_state_rules(recent: list[Recent], expected: State) -> None:
+def test_state_rules(recent: list[Recent], expected: State) -> None:
     assert classify(recent, now=NOW, stale_after=timedelta(minutes=30)) == expected
+
+
+# --- the same queries on SQLite and PostgreSQL, without a daemon --------------------------
+
+
+async def test_status_and_paging_on_each_store(store_url: str) -> None:
+    """Exact numbers from known rows; the keyset pages through rows that share a slot."""
+    now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
+    store = await open_store(store_url, flush_interval=0.05)
+    store.start()
+    for minute in range(1, 91):  # one probe a minute for 90 minutes, two destinations
+        slot = now - timedelta(minutes=minute)
+        probe_id = new_probe_id(slot.timestamp())
+        for dest, outcome in (("a", "delivered"), ("b", "lost" if minute <= 3 else "delivered")):
+            store.add_result(_result(probe_id, dest, slot, outcome))
+    store.add_result(_result("PROLD", "a", now - timedelta(days=10), "lost"))
+    await store.close()
+    config = Config.model_validate({"flows": [{"name": "f", "source": {
+        "type": "http", "url": "http://127.0.0.1:9/"}, "destinations": [
+        {"name": d, "type": "http", "url": "http://127.0.0.1:9/", "match": {"regex": "x"}}
+        for d in ("a", "b")]}]})  # fmt: skip
+    flows = resolve_flows(config)
+    calendar = Calendar([], ZoneInfo("UTC"))
+    engine = create_engine(store_url)
+    try:
+        found = await snapshot(engine, flows, calendar, now=now)
+        (flow,) = found.flows
+        a, b = flow.destinations
+        assert (flow.state, a.state, b.state) == (State.DOWN, State.OK, State.DOWN)
+        assert a.availability == {"1h": 1.0, "24h": 1.0, "30d": 90 / 91}
+        assert b.availability == {"1h": 57 / 60, "24h": 87 / 90, "30d": 87 / 90}
+        assert [h.counted for h in a.hours[-3:]] == [0, 60, 30]  # now is half past
+        assert b.hours[-2].state(0.995) is State.OK
+        assert b.hours[-1].state(0.995) is State.DEGRADED  # 3 of 30 lost: not over 10 %
+        assert a.hours[0].state(0.995) is State.UNKNOWN  # no data: grey
+
+        async def run_now(_: object) -> None:
+            return None
+
+        api = Api(ApiContext(engine, config, flows, calendar, run_now))
+        app = make_app(exposition=lambda: b"", readiness=_ready, api=api)
+        transport = httpx.ASGITransport(app=app)
+        start = (now - timedelta(hours=2)).isoformat()
+        params: dict[str, Any] = {"from": start, "to": now.isoformat(), "limit": 7}
+        seen = []
+        async with httpx.AsyncClient(transport=transport, base_url="http://probe") as client:
+            while True:
+                page = (await client.get("/api/v1/flows/f/results", params=params)).json()
+                seen += [(r["slot"], r["probe_id"], r["destination"]) for r in page["results"]]
+                if not page["next"]:
+                    break
+                params["cursor"] = page["next"]
+    finally:
+        await engine.dispose()
+    keys = [(datetime.fromisoformat(t), p, d) for t, p, d in seen]
+    assert len(keys) == 180
+    assert keys == sorted(set(keys))
+
+
+def _result(probe_id: str, dest: str, slot: datetime, outcome: str) -> Result:
+    latency = 0.1 if outcome == "delivered" else None
+    return Result(probe_id, "f", dest, Outcome(outcome), latency, None, 0, None, slot, slot)
+
+
+async def _ready() -> dict[str, bool]:
+    return {}
 
 
 # --- GET /api/v1/flows ---------------------------------------------------------------------
 
 
+@module_loop
 async def test_flows_list_states_last_probe_and_availability(daemon: Daemon) -> None:
     body = await _get(daemon, "/api/v1/flows")
     assert body["timezone"] == "UTC"
@@ -189,6 +262,7 @@ async def test_flows_list_states_last_probe_and_availability(daemon: Daemon) -> 
 # --- GET /api/v1/flows/{flow}/results ------------------------------------------------------
 
 
+@module_loop
 async def test_results_cursor_walks_every_row_once_in_order(daemon: Daemon) -> None:
     async def enough() -> bool:
         return len(await _stored(daemon, datetime.now(UTC) - timedelta(seconds=2.5))) >= 15
@@ -232,6 +306,7 @@ async def _stored(
         await engine.dispose()
 
 
+@module_loop
 async def test_results_filter_by_destination(daemon: Daemon) -> None:
     page = await _get(daemon, "/api/v1/flows/gs-adt/results", destination="archive", limit=5)
     assert page["results"]
@@ -242,6 +317,7 @@ async def test_results_filter_by_destination(daemon: Daemon) -> None:
 _LONG_AGO = "2026-01-01T00:00:00+00:00"
 
 
+@module_loop
 @pytest.mark.parametrize(
     ("path", "params", "status", "message"),
     [
@@ -283,6 +359,7 @@ async def test_errors_are_json_with_a_clear_message(
     assert message in body["error"]
 
 
+@module_loop
 async def test_an_unencoded_plus_in_the_offset_is_understood(daemon: Daemon) -> None:
     response = await _request(
         daemon,
@@ -297,6 +374,7 @@ async def test_an_unencoded_plus_in_the_offset_is_understood(daemon: Daemon) -> 
 # --- POST /api/v1/flows/{flow}/run -----------------------------------------------------------
 
 
+@module_loop
 @pytest.mark.parametrize(
     "headers",
     [
@@ -317,6 +395,7 @@ async def test_run_rejects_a_missing_or_wrong_token(
     assert set(response.json()) == {"error"}
 
 
+@module_loop
 async def test_run_probes_now_and_stores_the_results(
     daemon: Daemon, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -342,6 +421,7 @@ async def test_run_probes_now_and_stores_the_results(
     assert TOKEN not in "".join(capfd.readouterr())
 
 
+@module_loop
 async def test_run_twice_at_once_is_a_conflict(daemon: Daemon) -> None:
     auth = {"Authorization": f"Bearer {TOKEN}"}
     first, second = await asyncio.gather(
@@ -364,6 +444,7 @@ async def test_run_is_disabled_without_a_configured_token(tmp_path: Path) -> Non
 # --- the OpenAPI document, checked against the live daemon ---------------------------------
 
 
+@module_loop
 async def test_openapi_document_matches_what_is_served(daemon: Daemon) -> None:
     assert daemon.server is not None
     document = await _get(daemon, "/api/v1/openapi.json")

@@ -257,12 +257,13 @@ async def test_an_outage_shows_red_amber_and_maintenance(tmp_path: Path, chromiu
     assert "Planned maintenance in progress" in overall["text"]
     maintenance = english.found[("epm3-api", None)]["text"]
     assert "Planned maintenance \u201cepm3-upgrade\u201d until" in maintenance
-    assert "Planlagt vedligehold \u201cepm3-upgrade\u201d til" in danish.found[("epm3-api", None)][
-        "text"
-    ]
-    assert "Next planned maintenance: \u201cgs-patch\u201d" in english.found[("gs-adt", None)][
-        "text"
-    ]
+    assert (
+        "Planlagt vedligehold \u201cepm3-upgrade\u201d til"
+        in danish.found[("epm3-api", None)]["text"]
+    )
+    assert (
+        "Next planned maintenance: \u201cgs-patch\u201d" in english.found[("gs-adt", None)]["text"]
+    )
 
 
 async def test_page_escapes_config_strings_and_needs_no_network(tmp_path: Path) -> None:

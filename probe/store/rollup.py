@@ -75,9 +75,16 @@ def hour_of(slot: datetime) -> datetime:
 
 def accumulate(rows: Iterable[Row], into: dict[Key, Hour] | None = None) -> dict[Key, Hour]:
     hours = {} if into is None else into
+    last_slot, last_hour = None, None
     for row in rows:
-        key = (row.flow, row.destination, hour_of(row.slot))
-        hours.setdefault(key, Hour()).add(row)
+        if row.slot != last_slot:  # rows come in slot order: one hour_of per slot
+            last_slot, last_hour = row.slot, hour_of(row.slot)
+        assert last_hour is not None
+        key = (row.flow, row.destination, last_hour)
+        hour = hours.get(key)
+        if hour is None:
+            hour = hours[key] = Hour()
+        hour.add(row)
     return hours
 
 
