@@ -42,8 +42,8 @@ REQUIRED = bool(os.environ.get("PROBE_REQUIRE_PROMTOOL"))
 
 # Every duration in rules.yml (ranges and `for:`) and its stand-in for the live test. The
 # order is kept (5m < 30m < 1h ...), so each long window stays longer than its short one;
-# with a 1s scrape and evaluation interval, the shortest window still holds 3 samples.
-# A duration missing here fails `short_rules` loudly: add it when rules.yml gains one.
+# with a 1s scrape and evaluation interval, the shortest range (3s) still holds 3 samples.
+# A duration missing here, or a subquery, fails `short_rules` loudly (a KeyError).
 SHORT = {
     "2m": "2s",
     "5m": "3s",
@@ -57,7 +57,7 @@ SHORT = {
     "3d": "25s",
 }
 OUTAGE_SECONDS = 20  # labka answers 500 for this long after the simulator starts
-_RANGE = re.compile(r"\[(\w+)\]")
+_RANGE = re.compile(r"\[([^\]]*)\]")
 _VARIABLE = re.compile(r"\$(?:\{(\w+)(?::\w+)?\}|(\w+))")
 # What Grafana puts in for its built-in variables; any other variable becomes "all" (.*).
 _BUILTIN = {"__rate_interval": "1m", "__interval": "1m", "__range": "1h", "__range_s": "3600"}
