@@ -45,7 +45,7 @@ def _probe_config(store_url: str, engine: str, labka: str, epm3: str) -> dict[st
         "flows": [
             {
                 "name": "gs-events",
-                "interval": "100ms",
+                "interval": "200ms",  # 5 probes/s: the loop stays idle enough to time polls
                 "source": {
                     "type": "http",
                     "method": "POST",
