@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Callable, Hashable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 from probe.config import DestinationSpec
+from probe.errors import TransportError
 from probe.model import ProbeMessage, Receipt, Sighting
 
 _TEMPLATE = re.compile(r"\$\{(probe_id|sent_at|flow|destination)\}")
@@ -104,3 +107,34 @@ def fill(template: str, variables: Mapping[str, str], *, url: bool = False) -> s
         return quote(text, safe="") if url else text
 
     return _TEMPLATE.sub(value, template)
+
+
+async def poll_until(
+    look: Callable[[], Awaitable[Sighting | None]], *, every: float, deadline: float
+) -> Sighting | None:
+    """Look at a fixed rate until the probe is seen or the deadline (a monotonic time).
+
+    There is always at least one look. A failed look is retried at the next one; if the
+    last look before the deadline failed, its error is raised (observe_error), otherwise
+    None means the destination was readable and did not show the probe (lost).
+    """
+    last_error: TransportError | None = None
+    next_look = time.monotonic()
+    while True:
+        try:
+            sighting = await look()
+        except TransportError as exc:
+            last_error = exc
+        else:
+            if sighting is not None:
+                return sighting
+            last_error = None
+        now = time.monotonic()
+        # Fixed rate; a look slower than the interval is followed at once, not in bursts.
+        next_look = max(next_look + every, now)
+        if now >= deadline:
+            break
+        await asyncio.sleep(max(0.0, min(next_look, deadline) - now))
+    if last_error is not None:
+        raise last_error
+    return None

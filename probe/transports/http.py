@@ -27,7 +27,7 @@ from probe.errors import (
 )
 from probe.model import ProbeMessage, Receipt, Sighting, utcnow
 from probe.transport_config import HttpDestination, HttpSource
-from probe.transports.base import OBSERVERS, SOURCES, Resources, fill
+from probe.transports.base import OBSERVERS, SOURCES, Resources, fill, poll_until
 
 
 @contextmanager
@@ -120,26 +120,11 @@ class HttpPollObserver:
         variables = probe.variables(self.config.name)
         url = fill(self.config.url, variables, url=True)
         headers = {name: fill(value, variables) for name, value in self.config.headers.items()}
-        last_error: TransportError | None = None
-        next_poll = time.monotonic()
-        while True:
-            try:
-                sighting = await self._poll_once(url, headers, probe, deadline)
-            except TransportError as exc:
-                last_error = exc
-            else:
-                if sighting is not None:
-                    return sighting
-                last_error = None
-            now = time.monotonic()
-            # Fixed rate; a poll slower than the interval is followed at once, not in bursts.
-            next_poll = max(next_poll + self.poll, now)
-            if now >= deadline:
-                break
-            await asyncio.sleep(max(0.0, min(next_poll, deadline) - now))
-        if last_error is not None:
-            raise last_error
-        return None
+        return await poll_until(
+            lambda: self._poll_once(url, headers, probe, deadline),
+            every=self.poll,
+            deadline=deadline,
+        )
 
     async def _poll_once(
         self, url: str, headers: dict[str, str], probe: ProbeMessage, deadline: float

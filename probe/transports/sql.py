@@ -40,7 +40,7 @@ from probe.errors import (
 from probe.model import ProbeMessage, Receipt, Sighting, utcnow
 from probe.store import safe_url
 from probe.transport_config import SqlDestination, SqlSource
-from probe.transports.base import OBSERVERS, SOURCES, Resources
+from probe.transports.base import OBSERVERS, SOURCES, Resources, poll_until
 from probe.transports.http import parse_time
 
 # Rows are often stamped by the destination's clock, or a little before the commit that
@@ -193,26 +193,11 @@ class SqlPollObserver:
     async def expect(self, probe: ProbeMessage, deadline: float) -> Sighting | None:
         """Poll every ``poll`` until the query returns rows or ``deadline`` passes."""
         params = parameters(probe, self.used, destination=self.config.name)
-        last_error: TransportError | None = None
-        next_poll = time.monotonic()
-        while True:
-            try:
-                sighting = await self._poll_once(params, probe, deadline)
-            except TransportError as exc:
-                last_error = exc
-            else:
-                if sighting is not None:
-                    return sighting
-                last_error = None
-            now = time.monotonic()
-            # Fixed rate; a poll slower than the interval is followed at once, not in bursts.
-            next_poll = max(next_poll + self.poll, now)
-            if now >= deadline:
-                break
-            await asyncio.sleep(max(0.0, min(next_poll, deadline) - now))
-        if last_error is not None:
-            raise last_error
-        return None
+        return await poll_until(
+            lambda: self._poll_once(params, probe, deadline),
+            every=self.poll,
+            deadline=deadline,
+        )
 
     async def _poll_once(
         self, params: dict[str, object], probe: ProbeMessage, deadline: float
