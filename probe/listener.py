@@ -37,6 +37,21 @@ class _QuietH11Protocol(H11Protocol):
         self.access_log = False
 
 
+def bind_tcp(host: str, port: int, *, family: socket.AddressFamily) -> socket.socket:
+    """A bound (not yet listening) TCP socket that may take a port just released."""
+    # proto must be explicit: asyncio sets TCP_NODELAY on accepted connections only when
+    # it is IPPROTO_TCP, and without it every keep-alive request waits ~40ms for Nagle.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        # The port was ours a moment ago; its old connections may linger in TIME_WAIT.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class Listener:
     """A named HTTP listener that can be paused (port refuses) and resumed (same port)."""
 
@@ -97,17 +112,7 @@ class Listener:
                 self._reserved = None
 
     def _bind(self) -> socket.socket:
-        # proto must be explicit: asyncio sets TCP_NODELAY on accepted connections only when
-        # it is IPPROTO_TCP, and without it every keep-alive request waits ~40ms for Nagle.
-        sock = socket.socket(self._family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        try:
-            # The port was ours a moment ago; its old connections may linger in TIME_WAIT.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.host, self.port))
-        except OSError:
-            sock.close()
-            raise
-        return sock
+        return bind_tcp(self.host, self.port, family=self._family)
 
     async def _listen(self) -> None:
         # No reserved socket if rebinding failed when the port was closed; try again now.

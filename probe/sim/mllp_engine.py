@@ -33,6 +33,7 @@ import structlog
 
 from probe import hl7v2
 from probe.errors import ProtocolError
+from probe.listener import bind_tcp
 from probe.mllp import FrameReader, frame
 from probe.sim.config import MllpEngineConfig, MllpEngineOutage
 from probe.sim.destinations import Destination
@@ -105,17 +106,7 @@ class MllpEngine:
         self._released.set()
 
     def _bind(self) -> socket.socket:
-        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only then,
-        # and without it every ACK after the first waits ~40ms for Nagle.
-        sock = socket.socket(self._family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        try:
-            # The port was ours a moment ago; its old connections may linger in TIME_WAIT.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.host, self.port))
-        except OSError:
-            sock.close()
-            raise
-        return sock
+        return bind_tcp(self.host, self.port, family=self._family)
 
     async def _listen(self) -> None:
         # No reserved socket if rebinding failed when the port was closed; try again now.
