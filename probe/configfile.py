@@ -32,6 +32,9 @@ _PATH_KEYS = frozenset({"template_file", "ca_file", "cert_file", "key_file"})
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SECRET_NAME = re.compile(r"TOKEN|PASSWORD|PASSWD|SECRET|KEY|CREDENTIAL", re.IGNORECASE)
 Path_ = tuple[str | int, ...]
+_PLAIN_KEY = re.compile(r"[^\s.\[\]'\"]+")
+MAX_DEPTH = 64  # far beyond any real config; deeper YAML is refused, never recursed into
+_TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep, or an alias that contains itself"
 
 
 @dataclass(slots=True)
@@ -48,11 +51,14 @@ def load_config(path: str | Path, *, environ: dict[str, str] | None = None) -> L
     path = Path(path)
     env = dict(os.environ if environ is None else environ)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read config: {exc.strerror or exc}"]) from None
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError([f"{path}: config is not UTF-8: {exc.reason}"]) from None
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError([f"{path}:{line}: config is not UTF-8: {exc.reason}"]) from None
     data, lines = _parse_yaml(text, path)
     problems: list[str] = []
     secrets: set[str] = set()
@@ -78,10 +84,16 @@ def _parse_yaml(text: str, path: Path) -> tuple[Any, dict[Path_, int]]:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 0
+        line = mark.line + 1 if mark else 1
         raise ConfigError([f"{path}:{line}: YAML syntax error: {exc.problem}"]) from None
+    except yaml.reader.ReaderError as exc:  # a control character such as NUL
+        line = text.count("\n", 0, exc.position) + 1
+        message = f"unacceptable character #x{exc.character:04x}: {exc.reason}"
+        raise ConfigError([f"{path}:{line}: YAML error: {message}"]) from None
     except yaml.YAMLError as exc:
-        raise ConfigError([f"{path}: YAML error: {exc}"]) from None
+        raise ConfigError([f"{path}:1: YAML error: {exc}"]) from None
+    except RecursionError:  # PyYAML composes nested nodes recursively
+        raise ConfigError([f"{path}:1: {_TOO_DEEP}"]) from None
     lines: dict[Path_, int] = {}
     problems: list[str] = []
     if node is not None:
@@ -97,6 +109,9 @@ def _record_lines(
     node: yaml.Node, at: Path_, lines: dict[Path_, int], problems: list[str], path: Path
 ) -> None:
     lines[at] = node.start_mark.line + 1
+    if len(at) > MAX_DEPTH:  # also ends an alias that contains itself (``a: &a [*a]``)
+        problems.append(f"{path}:{lines[at]}: {_render(at[:MAX_DEPTH])}: {_TOO_DEEP}")
+        return
     if isinstance(node, yaml.MappingNode):
         seen: dict[object, int] = {}
         for key, value in node.value:
@@ -179,7 +194,11 @@ def _read_secret(
         return file.read_text(encoding="utf-8").rstrip("\r\n")
     except OSError as exc:
         problems.append(where.at(at, f"cannot read secret file {value}: {exc.strerror or exc}"))
-        return None
+    except UnicodeDecodeError:
+        problems.append(where.at(at, f"secret file {value} is not UTF-8"))
+    except ValueError:  # a NUL in the path
+        problems.append(where.at(at, f"cannot read secret file {value!r}: invalid path"))
+    return None
 
 
 def _check_duplicate_flows(data: Any, where: _Locator) -> list[str]:
@@ -260,5 +279,7 @@ def _message(error: ErrorDetails, at: Path_) -> str:
 def _render(at: Path_) -> str:
     text = ""
     for step in at:
+        if isinstance(step, str) and not _PLAIN_KEY.fullmatch(step):
+            step = repr(step)  # an empty key, or one with a line break, stays visible
         text += f"[{step}]" if isinstance(step, int) else f".{step}" if text else str(step)
     return text

@@ -20,7 +20,10 @@ def parse_duration(value: object, *, allow_zero: bool = False) -> float:
     if isinstance(value, bool):
         raise ValueError(f"invalid duration {value!r}")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer beyond any float, e.g. a YAML number of 400 digits
+            seconds = float("inf")
         if seconds in (float("inf"), float("-inf")):
             raise ValueError(f"invalid duration {value!r}")
     elif isinstance(value, str) and value.strip():

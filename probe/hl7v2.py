@@ -141,8 +141,16 @@ def message_type(message: hl7.Message) -> str:
 
 
 def ack(message: hl7.Message, code: str = "AA", text: str = "") -> str:
-    """An ACK for ``message`` with MSA-1 ``code`` and, for errors, MSA-3 ``text``."""
-    reply = message.create_ack(ack_code=code, message_id=f"ACK{field_text(message, 'MSH-10')}"[:20])
+    """An ACK for ``message`` with MSA-1 ``code`` and, for errors, MSA-3 ``text``.
+
+    A `ProtocolError` if the message's MSH is too broken to answer.
+    """
+    try:
+        reply = message.create_ack(
+            ack_code=code, message_id=f"ACK{field_text(message, 'MSH-10')}"[:20]
+        )
+    except Exception as exc:  # an MSH too short or too odd for the hl7 package
+        raise ProtocolError(f"cannot acknowledge the message: {type(exc).__name__}") from None
     if text:
         reply.segment("MSA").assign_field(text[:80], 3)
     return _text(reply)

@@ -42,7 +42,7 @@ class TLS(Model):
     @field_validator("ca_file")
     @classmethod
     def _exists(cls, ca_file: str | None) -> str | None:
-        if ca_file is not None and not Path(ca_file).is_file():
+        if ca_file is not None and not _is_file(ca_file):
             raise ValueError(f"CA file {ca_file!r} not found")
         return ca_file
 
@@ -157,10 +157,28 @@ def split_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _is_file(path: str) -> bool:
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL in the path
+        return False
+
+
 def _check_file(path: str | None, what: str) -> str | None:
-    if path is not None and not Path(path).is_file():
+    if path is not None and not _is_file(path):
         raise ValueError(f"{what} {path!r} not found")
     return path
+
+
+# In a value put into the message these would end its field or segment (or the MLLP frame)
+# and shift the fields after it, MSH-10 and its probe id among them.
+_HL7_BREAKERS = re.compile(r"[|\r\n\x0b\x1c]")
+
+
+def _hl7_value(value: str) -> str:
+    if _HL7_BREAKERS.search(value):
+        raise ValueError("must not contain |, a line break, 0x0B or 0x1C")
+    return value
 
 
 class Patient(Model):
@@ -168,6 +186,8 @@ class Patient(Model):
 
     id: str = "6504611234"
     name: str = "Testperson^Åse"
+
+    _hl7 = field_validator("id", "name")(_hl7_value)
 
 
 class Msh(Model):
@@ -179,6 +199,8 @@ class Msh(Model):
     receiving_facility: str = ""
     processing_id: str = "P"  # MSH-11
     version: str = "2.5"  # MSH-12
+
+    _hl7 = field_validator("*")(_hl7_value)
 
 
 class MllpClientTLS(Model):

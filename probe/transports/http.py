@@ -181,7 +181,10 @@ class HttpPollObserver:
 def parse_time(value: object) -> datetime | None:
     """ISO 8601 text (naive means UTC) or epoch seconds; anything else is ignored."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, UTC)
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):  # beyond the platform's dates, or NaN
+            return None
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
