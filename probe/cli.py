@@ -62,7 +62,13 @@ def _parser() -> argparse.ArgumentParser:
             help="config file (default: $PROBE_CONFIG)",
         )  # fmt: skip
 
-    with_config(command("run", cmd_run, "Run the probe daemon."))
+    run = command("run", cmd_run, "Run the probe daemon.")
+    with_config(run)
+    run.add_argument(
+        "--node", default=os.environ.get("PROBE_NODE"),
+        help="this daemon's name in the store, unique among daemons sharing it "
+        "(default: $PROBE_NODE, else the host name)",
+    )  # fmt: skip
     with_config(command("check-config", cmd_check_config, "Validate a config file."))
     once = command("once", cmd_once, "Run every flow once, print the results.")
     with_config(once)
@@ -139,7 +145,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from probe.daemon import Daemon
 
     loaded = _load(args)
-    code: int = asyncio.run(Daemon(loaded).run())
+    code: int = asyncio.run(Daemon(loaded, node=args.node or None).run())
     return code
 
 

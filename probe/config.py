@@ -167,6 +167,12 @@ class Store(Model):
     retention: Retention = Retention()
     flush_interval: Duration = 0.2
     batch_size: int = Field(default=500, ge=1)
+    # Where writes are spooled while the database is away; by default next to a SQLite
+    # file (probe.db.spool), or ./probe-spool/<store> for PostgreSQL.
+    spool_dir: str | None = None
+    # Look in the store for sightings other daemons' MLLP listeners recorded
+    # (active-active); by default on for PostgreSQL, the store daemons share.
+    shared_sightings: bool | None = None
 
 
 class Server(Model):

@@ -3,7 +3,7 @@
 Lifecycle: the first SIGTERM or SIGINT stops scheduling and waits for the probes in flight
 up to ``shutdown_grace``, then flushes the store and exits 0. A second signal cancels what
 is still in flight at once; those probes stay stored and unresolved, and the next start
-resolves them.
+resolves them. SIGHUP (or ``POST /-/reload``) reloads the config file (`Daemon.reload`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import contextlib
 import signal
 import socket
 import time
+from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,18 +24,20 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from probe.api import Api, ApiContext
 from probe.config import FlowSpec, resolve_flows
-from probe.configfile import LoadedConfig
-from probe.errors import StoreError
+from probe.configfile import LoadedConfig, load_config
+from probe.errors import ConfigError, ProbeError, StoreError
 from probe.listener import Listener
 from probe.logs import redactor
 from probe.maintenance import Calendar, covers, is_active
 from probe.metrics import Metrics
 from probe.model import Result, utcnow
+from probe.reload import FlowChanges, ReloadRefused, restart_required
 from probe.report.stats import Month, build_report
 from probe.runner import Runner
 from probe.schedule import Scheduler
 from probe.server import make_app
-from probe.store import Store, open_store, safe_url
+from probe.store import Store, default_spool_dir, open_store, safe_url
+from probe.store.feed import SightingFeed
 from probe.store.maintenance import prune_raw
 from probe.transports import Resources
 
@@ -43,6 +47,8 @@ log = structlog.get_logger("probe.daemon")
 RESUME_WINDOW = timedelta(days=2)
 # How long past its deadline another node's unresolved probe waits before this one adopts it.
 ADOPT_AFTER = timedelta(minutes=1)
+ADOPT_EVERY = 20.0  # seconds between looks for a dead peer's probes
+ADOPT_WINDOW = timedelta(minutes=30)  # how far back those looks go
 PRUNE_EVERY = 3600.0
 
 
@@ -67,7 +73,13 @@ class Daemon:
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self._resuming: set[asyncio.Task[object]] = set()
+        self._resumed: set[str] = set()  # probe ids taken up by `_resume`
         self._ready_cache: tuple[float, bool] = (0.0, False)
+        self.config_path = loaded.path
+        self.api: Api | None = None
+        self._runner: Runner | None = None
+        self._reload_lock = asyncio.Lock()
+        self._reloads: set[asyncio.Task[None]] = set()
         redactor.update(loaded.secrets)
 
     def request_stop(self) -> None:
@@ -78,21 +90,34 @@ class Daemon:
 
     async def run(self) -> int:
         cfg = self.config
+        spool = Path(cfg.store.spool_dir) if cfg.store.spool_dir else None
         self.store = await open_store(
             cfg.store.url,
             flush_interval=cfg.store.flush_interval,
             batch_size=cfg.store.batch_size,
+            spool=spool or default_spool_dir(cfg.store.url),
+            node=self.node,
         )
         self.store.on_write_error = self.metrics.daemon(self.metrics.store_write_errors).inc
         self.store.start()
+        # What a killed predecessor spooled goes in before its probes are resumed.
+        await self.store.recover()
         clients = Resources()
         calendar = Calendar(cfg.maintenance, ZoneInfo(cfg.timezone))
-        runner = Runner(store=self.store, metrics=self.metrics, node=self.node, calendar=calendar)
+        shared = cfg.store.shared_sightings
+        if shared is None:
+            shared = self.store.engine.dialect.name == "postgresql"
+        feed = SightingFeed(self.store) if shared else None
+        runner = Runner(
+            store=self.store, metrics=self.metrics, node=self.node, calendar=calendar, feed=feed
+        )
         try:
             await runner.open(self.flows, clients)
             await self._serve(runner)
             return 1 if self._force.is_set() else 0
         finally:
+            if feed is not None:
+                await feed.aclose()
             await runner.aclose()
             await clients.aclose()
             await self.store.close(flush_timeout=2.0 if self._force.is_set() else 10.0)
@@ -102,6 +127,8 @@ class Daemon:
     async def _serve(self, runner: Runner) -> None:
         self.metrics.declare(self.flows)
         self.metrics.daemon(self.metrics.config_reload_success).set(1)
+        self.metrics.daemon(self.metrics.config_reload_time).set(time.time())
+        self._runner = runner
         host, port = self.config.server.host_port
         assert self.store is not None
         assert runner.calendar is not None
@@ -116,8 +143,11 @@ class Daemon:
             exposition=self._exposition,
             readiness=self._readiness,
             monthly_report=self._monthly_report,
-            api=Api(context),
+            api=(api := Api(context)),
+            reload=self.reload,
+            api_token=lambda: self.config.server.api_token,
         )
+        self.api = api
         self.server = Listener("api", app, host=host, port=port)
         try:
             await self.server.start()
@@ -130,6 +160,7 @@ class Daemon:
         await self._resume(runner)
         self.scheduler.start()
         pruner = asyncio.create_task(self._prune_forever(), name="prune")
+        adopter = asyncio.create_task(self._adopt_forever(runner), name="adopt")
         log.info(
             "started",
             flows=len(self.flows),
@@ -140,6 +171,7 @@ class Daemon:
         await self._stop.wait()
         log.info("stopping", in_flight=len(self._in_flight()))
         pruner.cancel()
+        adopter.cancel()
         self.scheduler.stop()
         await self._drain()
 
@@ -149,11 +181,12 @@ class Daemon:
 
     async def _drain(self) -> None:
         """Wait for the probes in flight, up to the grace period or a second signal."""
-        tasks = self._in_flight()
         deadline = time.monotonic() + self.config.shutdown_grace
         force = asyncio.create_task(self._force.wait())
         try:
-            while pending := [t for t in tasks if not t.done()]:
+            # Looked up afresh each time: a probe can start after the stop began (an API
+            # run, a resume), and must not find its listener closed under it.
+            while pending := [t for t in self._in_flight() if not t.done()]:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._force.is_set():
                     break
@@ -162,39 +195,62 @@ class Daemon:
                 )
         finally:
             force.cancel()
-        left = [t for t in tasks if not t.done()]
+        left = [t for t in self._in_flight() if not t.done()]
         for task in left:
             task.cancel()
         if left:
             log.warning("probes_cancelled", count=len(left), note="resolved at next start")
             await asyncio.gather(*left, return_exceptions=True)
 
-    async def _resume(self, runner: Runner) -> None:
+    async def _resume(self, runner: Runner, *, startup: bool = True) -> None:
+        """Resolve probes left unresolved: this node's after a restart, and those of any
+        node that is clearly dead (overdue by `ADOPT_AFTER`), at start and every
+        `ADOPT_EVERY` seconds after, so a survivor resolves what a killed peer sent."""
         assert self.store is not None
+        window = RESUME_WINDOW if startup else ADOPT_WINDOW
         try:
-            stored = await self.store.unresolved(since=utcnow() - RESUME_WINDOW)
-        except StoreError as exc:
-            log.error("resume_failed", error=str(exc))
+            stored = await self.store.unresolved(since=utcnow() - window)
+        except (StoreError, SQLAlchemyError, OSError) as exc:
+            log.error("resume_failed", error=str(exc)[:300])
             return
-        by_name = {flow.name: flow for flow in self.flows}
+        flows = runner.flows
         now = utcnow()
+        chosen = []
         for probe in stored:
-            flow = by_name.get(probe.flow)
-            if flow is None:
+            flow = flows.get(probe.flow)
+            if flow is None or probe.probe_id in self._resumed:
                 continue
             # Another live daemon sharing the store resolves its own probes; step in only
-            # once it is clearly overdue (its owner died).
+            # once it is clearly overdue (its owner died). Ours are in flight after start.
             overdue = now > probe.deadline_at + ADOPT_AFTER
-            if probe.node != self.node and not overdue:
+            if (probe.node == self.node and not startup) or (
+                probe.node != self.node and not overdue
+            ):
                 continue
             wanted = {d.name for d in flow.destinations} or {""}
-            if wanted <= probe.resolved:
-                continue
-            task: asyncio.Task[object] = asyncio.create_task(runner.resume(probe))
+            if not wanted <= probe.resolved:
+                chosen.append(probe)
+        if not chosen:
+            return
+        try:
+            seen = await self.store.sightings_for([p.probe_id for p in chosen])
+        except (SQLAlchemyError, OSError) as exc:
+            log.error("resume_failed", error=str(exc)[:300])
+            return
+        if len(self._resumed) > 100_000:
+            self._resumed.clear()  # long resolved; a second resume would change nothing
+        for probe in chosen:
+            found = {d: v for (pid, d), v in seen.items() if pid == probe.probe_id}
+            self._resumed.add(probe.probe_id)
+            task: asyncio.Task[object] = asyncio.create_task(runner.resume(probe, found))
             self._resuming.add(task)
             task.add_done_callback(self._resuming.discard)
-        if self._resuming:
-            log.info("resuming_unresolved", probes=len(self._resuming))
+        log.info("resuming_unresolved", probes=len(chosen), adopted=not startup)
+
+    async def _adopt_forever(self, runner: Runner) -> None:
+        while True:
+            await asyncio.sleep(ADOPT_EVERY)
+            await self._resume(runner, startup=False)
 
     async def _run_now(self, runner: Runner, flow: FlowSpec) -> list[Result] | None:
         """Probe ``flow`` at slot = now for the API, like `probe once`.
@@ -215,11 +271,66 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
-        # SIGHUP's default action kills the process; until reload exists, say so instead.
         loop.add_signal_handler(signal.SIGHUP, self._on_hangup)
 
     def _on_hangup(self) -> None:
-        log.warning("reload_not_supported", note="config reload is not built yet; restart")
+        log.info("signal", signal="SIGHUP")
+        task = asyncio.create_task(self._reload_logged(), name="reload")
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def _reload_logged(self) -> None:
+        with contextlib.suppress(Exception):  # `reload` has logged it
+            await self.reload()
+
+    async def reload(self) -> FlowChanges:
+        """Read the config file again and apply it: flows added, removed and changed.
+
+        Probes in flight finish with the definition they started with. When the new config
+        cannot be used (invalid, a restart-only key changed, a listener that cannot bind),
+        the old one keeps running entirely, the error is logged as ``config_reload_failed``
+        and raised. One reload runs at a time.
+        """
+        async with self._reload_lock:
+            try:
+                changes = await self._reload()
+            except Exception as exc:
+                if not isinstance(exc, ReloadRefused):  # not tried: says nothing of the file
+                    self.metrics.daemon(self.metrics.config_reload_success).set(0)
+                path = str(self.config_path)
+                if isinstance(exc, ProbeError):
+                    log.error("config_reload_failed", path=path, error=str(exc))
+                else:  # a bug: the daemon keeps running on the old config
+                    log.exception("config_reload_failed", path=path, error=repr(exc))
+                raise
+            self.metrics.daemon(self.metrics.config_reload_success).set(1)
+            self.metrics.daemon(self.metrics.config_reload_time).set(time.time())
+            log.info("config_reloaded", path=str(self.config_path), **changes.summary())
+            return changes
+
+    async def _reload(self) -> FlowChanges:
+        runner, scheduler, api = self._runner, self.scheduler, self.api
+        if runner is None or scheduler is None or api is None or not self.started.is_set():
+            raise ReloadRefused("the daemon is still starting; try again")
+        if self._stop.is_set():
+            raise ReloadRefused("the daemon is stopping")
+        loaded = load_config(self.config_path)
+        if problems := restart_required(self.config, loaded.config):
+            raise ConfigError([f"{self.config_path}: {problem}" for problem in problems])
+        flows = resolve_flows(loaded.config)
+        changes = FlowChanges.between(runner.flows, flows)
+        await runner.apply(changes)  # the one step that can fail after loading: nothing changed
+        # No await from here on: every part of the daemon switches together.
+        cfg = loaded.config
+        redactor.update((*redactor.secrets, *loaded.secrets))  # old probes may still log old ones
+        calendar = Calendar(cfg.maintenance, ZoneInfo(cfg.timezone))
+        runner.calendar = calendar
+        self.config, self.flows = cfg, flows
+        scheduler.apply(changes)
+        self.metrics.declare(list(changes.fresh))
+        api.context = replace(api.context, config=cfg, flows=flows, calendar=calendar)
+        api._cached = None  # the status and the flow list show the new flows at once
+        return changes
 
     def _on_signal(self, sig: signal.Signals) -> None:
         log.info("signal", signal=sig.name, again=self._stop.is_set())

@@ -5,10 +5,16 @@ Names and labels are a contract (see README "Metrics"). A probe id is never a la
 
 from __future__ import annotations
 
+import contextlib
+import re
 from collections.abc import Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import metrics as client_metrics
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+from prometheus_client.values import MutexValue
 
 from probe.config import FlowSpec
 from probe.model import Outcome, Result
@@ -30,6 +36,7 @@ class Metrics:
         dest = ["flow", "destination", *extra]
         flow = ["flow", *extra]
         r = self.registry
+        self._text = TextExposition(r)
         self.success = Gauge(
             "probe_success", "1 if the last result was delivered, else 0.", dest, registry=r
         )
@@ -96,11 +103,18 @@ class Metrics:
             extra,
             registry=r,
         )
+        self.config_reload_time = Gauge(
+            "probe_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config load (the start, or a reload).",
+            extra,
+            registry=r,
+        )
 
     def declare(self, flows: list[FlowSpec]) -> None:
         """Create every series up front, so dashboards see zeros rather than gaps."""
         for flow in flows:
-            self.in_flight.labels(flow.name, *self.static.values()).set(0)
+            # Not set to 0: a reload declares a changed flow while its old probes are in flight.
+            self.in_flight.labels(flow.name, *self.static.values())
             self.maintenance.labels(flow.name, *self.static.values()).set(0)
             targets = [(d.name, d.slo_latency, d.slo_objective) for d in flow.destinations]
             for dest, latency, objective in targets or [("", flow.slo_latency, flow.slo_objective)]:
@@ -114,6 +128,24 @@ class Metrics:
                     self.results.labels(*labels, outcome.value)
         self.daemon(self.scheduler_lag)
         self.daemon(self.store_write_errors)
+
+    def forget(self, flow: str, destinations: list[str], *, whole: bool = False) -> None:
+        """Stop exporting the series of ``destinations`` of ``flow`` (a config reload removed
+        them); ``whole``: the flow is gone, so its per-flow series go too."""
+        static = tuple(self.static.values())
+        per_dest = (self.success, self.duration, self.latency, self.last_delivered,
+                    self.slo_objective, self.slo_latency, self.duplicates,
+                    self.mismatches)  # fmt: skip
+        gone: list[tuple[Gauge | Counter | Histogram, tuple[str, ...]]] = []
+        for dest in destinations:
+            gone += [(metric, (flow, dest, *static)) for metric in per_dest]
+            gone += [(self.results, (flow, dest, *static, o.value)) for o in Outcome]
+        if whole:
+            gone += [(self.in_flight, (flow, *static)), (self.maintenance, (flow, *static))]
+            gone += [(self.skipped, (flow, *static, why)) for why in ("max_in_flight", "store")]
+        for metric, labels in gone:
+            with contextlib.suppress(KeyError):  # never created; older clients raise for it
+                metric.remove(*labels)
 
     def observe_result(self, result: Result, *, now: float) -> None:
         labels = (result.flow, result.destination, *self.static.values())
@@ -141,4 +173,139 @@ class Metrics:
         return metric.labels(*self.static.values()) if self.static else metric
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        """The text format, byte for byte what `generate_latest` gives, in a tenth of the time."""
+        return self._text.render()
+
+
+_LEGACY_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_FAST_TYPES = (Counter, Gauge, Histogram)
+
+
+class _One(Collector):
+    """One collector on its own, for `generate_latest`."""
+
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
+
+    def collect(self) -> Any:
+        return self.collector.collect()
+
+
+def _escape_value(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+class TextExposition:
+    """`generate_latest` for a registry of labelled counters, gauges and histograms.
+
+    With 5,000 flows x 3 destinations, `generate_latest` spends about 12 µs on each of
+    half a million samples (a `Sample` and a label dict per sample, the labels sorted and
+    escaped every time). Here each child's sorted, escaped label text is made once and
+    kept, and a value's text is reused. Anything else (a metric without labels, another
+    type or value class, a label name that would need escaping) goes through
+    `generate_latest` itself, so the bytes are the same either way. It reads
+    `prometheus_client` internals (`_metrics`, `_value`, `_buckets`, `_created`), checked
+    for each metric, and `bench/perf_metrics.py` compares the two outputs.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        # (collector, child label values) -> label text pieces around where "le" goes
+        self._labels: dict[tuple[int, tuple[str, ...]], tuple[str, str, str, float, str]] = {}
+        self._floats: dict[float, str] = {}
+        self._children = 0
+
+    def render(self) -> bytes:
+        try:
+            collectors = list(self.registry._collector_to_names)
+        except AttributeError:  # a prometheus_client without the attribute
+            return generate_latest(self.registry)
+        out: list[str] = []
+        self._children = 0
+        for collector in collectors:
+            if not self._render_fast(collector, out):
+                out.append(generate_latest(_One(collector)).decode("utf-8"))
+        if len(self._floats) > 50_000:
+            self._floats.clear()
+        if len(self._labels) > 2 * self._children + 1_000:  # children removed (a reload)
+            self._labels.clear()
+        return "".join(out).encode("utf-8")
+
+    def _fmt(self, value: float) -> str:
+        text = self._floats.get(value)
+        if text is None:
+            text = self._floats[value] = _go(value)
+        return text
+
+    def _render_fast(self, collector: Collector, out: list[str]) -> bool:
+        if not isinstance(collector, _FAST_TYPES):
+            return False
+        metric: Any = collector  # private attributes from here on
+        if not metric._is_parent():
+            return False
+        labelnames = tuple(metric._labelnames)
+        if not all(_LEGACY_NAME.match(n) for n in (*labelnames, metric._name)):
+            return False
+        with metric._lock:
+            children = list(metric._metrics.items())
+        name, typ = metric._name, metric._type
+        hist = typ == "histogram"
+        # One value class for the whole process (chosen at import): the first child tells.
+        if children and type(children[0][1]._sum if hist else children[0][1]._value) is not (
+            MutexValue
+        ):
+            return False
+        doc = metric._documentation.replace("\\", r"\\").replace("\n", r"\n")
+        family = f"{name}_total" if typ == "counter" else name
+        out.append(f"# HELP {family} {doc}\n# TYPE {family} {typ}\n")
+        created: list[str] = []
+        use_created = client_metrics._use_created and typ != "gauge"
+        known, fmt, key = self._floats.get, self._fmt, id(metric)
+        self._children += len(children)
+        cache = self._labels
+        for values, child in children:
+            pieces = cache.get((key, values))
+            if pieces is None or (use_created and pieces[3] != child._created):
+                stamp = child._created if use_created else 0.0
+                pieces = cache[(key, values)] = _label_pieces(labelnames, values, stamp)
+            base = pieces[0]
+            if typ == "counter":
+                v = child._value._value
+                out.append(f"{name}_total{{{base}}} {known(v) or fmt(v)}\n")
+            elif typ == "gauge":
+                v = child._value._value
+                out.append(f"{name}{{{base}}} {known(v) or fmt(v)}\n")
+            else:
+                before_le, after_le = pieces[1], pieces[2]
+                acc = 0.0
+                for bound, bucket in zip(child._upper_bounds, child._buckets, strict=True):
+                    acc += bucket._value
+                    out.append(f'{name}_bucket{{{before_le}le="{known(bound) or fmt(bound)}"'
+                               f"{after_le}}} {known(acc) or fmt(acc)}\n")  # fmt: skip
+                out.append(f"{name}_count{{{base}}} {known(acc) or fmt(acc)}\n")
+                if child._upper_bounds[0] >= 0:
+                    v = child._sum._value
+                    out.append(f"{name}_sum{{{base}}} {known(v) or fmt(v)}\n")
+            if use_created:
+                created.append(f"{name}_created{{{base}}} {pieces[4]}\n")
+        if created:
+            out.append(f"# HELP {name}_created {doc}\n# TYPE {name}_created gauge\n")
+            out.extend(created)
+        return True
+
+
+def _go(value: float) -> str:
+    return str(floatToGoString(value))  # type: ignore[no-untyped-call]
+
+
+def _label_pieces(
+    names: tuple[str, ...], values: tuple[str, ...], created: float
+) -> tuple[str, str, str, float, str]:
+    """The sorted label text, the parts before and after ``le`` (sorted in), the created
+    time and its text."""
+    pairs = sorted(zip(names, values, strict=True))
+    rendered = [f'{k}="{_escape_value(v)}"' for k, v in pairs]
+    base = ",".join(rendered)
+    before = "".join(f"{r}," for (k, _), r in zip(pairs, rendered, strict=True) if k < "le")
+    after = "".join(f",{r}" for (k, _), r in zip(pairs, rendered, strict=True) if k > "le")
+    return base, before, after, created, _go(created)

@@ -83,6 +83,7 @@ class Sighting:
     count: int = 1
     arrived_at: datetime | None = None
     mismatched: tuple[str, ...] = ()  # fields that arrived different from `expected`
+    node: str | None = None  # the daemon that saw it; the store fills in its own
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from probe.config import FlowSpec
 from probe.metrics import Metrics
+from probe.reload import FlowChanges
 
 log = structlog.get_logger("probe.schedule")
 
@@ -67,6 +68,7 @@ class Scheduler:
         self.scheduler = AsyncIOScheduler(timezone=self.timezone)
         self.tasks: dict[str, set[asyncio.Task[object]]] = {}
         self.triggers: dict[str, CronTrigger] = {}
+        self.stopped = False
 
     @property
     def running(self) -> bool:
@@ -76,6 +78,7 @@ class Scheduler:
         return [task for tasks in self.tasks.values() for task in tasks]
 
     def add(self, flow: FlowSpec) -> None:
+        """Schedule ``flow``; a flow already scheduled under its name is replaced."""
         trigger: IntervalTrigger | CronTrigger
         if flow.cron is not None:
             trigger = CronTrigger.from_crontab(flow.cron, timezone=self.timezone)
@@ -83,6 +86,7 @@ class Scheduler:
         else:
             assert flow.interval is not None
             trigger = IntervalTrigger(seconds=flow.interval, start_date=EPOCH)
+            self.triggers.pop(flow.name, None)
         grace = max(1, math.ceil(flow.interval or 60))
         self.tasks.setdefault(flow.name, set())
         self.scheduler.add_job(
@@ -93,16 +97,33 @@ class Scheduler:
             coalesce=True,
             max_instances=1,  # _fire only starts a task, it never waits for the probe
             misfire_grace_time=grace,
+            replace_existing=True,
         )
+
+    def remove(self, name: str) -> None:
+        """Stop scheduling flow ``name``; its probes in flight run on and are still drained."""
+        if self.scheduler.get_job(name) is not None:
+            self.scheduler.remove_job(name)
+        self.triggers.pop(name, None)
+
+    def apply(self, changes: FlowChanges) -> None:
+        """A config reload: drop removed flows, schedule new ones, reschedule changed ones."""
+        for name in changes.removed:
+            self.remove(name)
+        for flow in changes.fresh:
+            self.add(flow)
 
     def start(self) -> None:
         self.scheduler.start()
 
     def stop(self) -> None:
+        self.stopped = True
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
 
     async def _fire(self, flow: FlowSpec) -> None:
+        if self.stopped:
+            return  # a job APScheduler had started as a task just before the stop
         now = time.time()
         if flow.cron is not None:
             slot = cron_slot(self.triggers[flow.name], datetime.fromtimestamp(now, UTC))

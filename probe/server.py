@@ -1,5 +1,5 @@
 """The daemon's one HTTP server: ``/metrics``, ``/healthz``, ``/readyz``, the JSON API under
-``/api/v1`` (`probe.api`) and the status page at ``/`` (`probe.status_page`).
+``/api/v1`` (`probe.api`), ``POST /-/reload`` and the status page at ``/`` (`probe.status_page`).
 
 It is served by `probe.listener.Listener`. Every error is JSON, ``{"error": "..."}``.
 """
@@ -17,10 +17,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from probe import status_page
-from probe.api import Api, error_response
-from probe.errors import StoreError
+from probe.api import Api, ApiError, authorize, error_response
+from probe.errors import ConfigError, StoreError
+from probe.reload import FlowChanges, ReloadRefused
 
 MonthlyReport = Callable[[str], Awaitable[dict[str, Any]]]
+Reload = Callable[[], Awaitable[FlowChanges]]
 
 
 def make_app(
@@ -29,10 +31,14 @@ def make_app(
     readiness: Callable[[], Awaitable[dict[str, bool]]],
     monthly_report: MonthlyReport | None = None,
     api: Api | None = None,
+    reload: Reload | None = None,
+    api_token: Callable[[], str | None] = lambda: None,
 ) -> Starlette:
     """``exposition`` renders the metrics; ``readiness`` names each check and whether it passed;
     ``monthly_report`` builds the report JSON for ``YYYY-MM`` (a `ValueError` for a bad month);
-    ``api`` serves ``/api/v1`` and the status page.
+    ``api`` serves ``/api/v1`` and the status page; ``reload`` reloads the config for
+    ``POST /-/reload``, which needs the bearer token ``api_token()`` (read at each request,
+    as a reload may change it) and answers 403 without one.
     """
 
     async def metrics(_: Request) -> Response:
@@ -58,6 +64,26 @@ def make_app(
             return JSONResponse({"error": str(exc)}, status_code=503)
         return JSONResponse(body)
 
+    async def reload_config(request: Request) -> Response:
+        assert reload is not None
+        token = api_token()
+        if token is None:
+            message = "reloading through the API is disabled: set server.api_token to enable"
+            return error_response(403, message)
+        try:
+            authorize(request.headers.get("authorization"), token)
+        except ApiError as exc:
+            return error_response(exc.status, exc.message, exc.headers)
+        try:
+            changes = await reload()
+        except ConfigError as exc:  # the running config is kept
+            return error_response(422, f"config not reloaded: {exc}")
+        except ReloadRefused as exc:
+            return error_response(503, f"config not reloaded: {exc}")
+        except Exception:  # logged by the daemon, which keeps the running config
+            return error_response(500, "config not reloaded: internal error (see the log)")
+        return JSONResponse({"status": "ok", **changes.summary()})
+
     routes = [
         Route("/metrics", metrics),
         Route("/healthz", healthz),
@@ -65,6 +91,8 @@ def make_app(
     ]
     if monthly_report is not None:
         routes.append(Route("/api/v1/reports/monthly/{month}", report))
+    if reload is not None:
+        routes.append(Route("/-/reload", reload_config, methods=["POST"]))
     if api is not None:
         routes.extend(api.routes())
         page = status_page.endpoint(api.snapshot, timezone=api.context.config.timezone)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import signal
 import socket
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 from sqlalchemy import select
 
@@ -21,6 +26,10 @@ from probe.store.tables import probes, results
 
 def write_config(tmp_path: Path, config: dict[str, Any], name: str = "probe.yaml") -> LoadedConfig:
     path = tmp_path / name
+    store = config.get("store")
+    if isinstance(store, dict) and "spool_dir" not in store:
+        # Not the default under the working directory: each test keeps its spool to itself.
+        config = {**config, "store": {**store, "spool_dir": str(tmp_path / "spool")}}
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return load_config(path)
 
@@ -72,3 +81,91 @@ async def wait_for(predicate: Any, *, limit: float, every: float = 0.2) -> None:
         if loop.time() > end:
             raise AssertionError(f"condition not met within {limit}s")
         await asyncio.sleep(every)
+
+
+# Real child processes: `python -m probe ...` with its output in a log file, never a pipe
+# (an unread pipe fills up and blocks the child), killed on the way out whatever happens.
+
+
+def probe_argv(*args: str) -> list[str]:
+    """The argv of the real `probe` CLI in this venv."""
+    return [sys.executable, "-m", "probe", *args]
+
+
+@asynccontextmanager
+async def child_process(
+    argv: list[str], log: Path, *, cwd: Path | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """Start ``argv`` with stdout and stderr appended to ``log``; SIGKILL it on exit if alive."""
+    with log.open("ab") as out:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=out, stderr=asyncio.subprocess.STDOUT, cwd=cwd
+        )
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
+async def stop_process(proc: asyncio.subprocess.Process, *, limit: float) -> int:
+    """SIGTERM and wait up to ``limit`` seconds for the exit code (SIGKILL and fail after)."""
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return await asyncio.wait_for(proc.wait(), timeout=limit)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"pid {proc.pid} did not exit within {limit}s of SIGTERM") from None
+
+
+async def kill_process(proc: asyncio.subprocess.Process) -> None:
+    """SIGKILL, the way a crash or an OOM kill ends a process, and reap it."""
+    proc.kill()
+    await proc.wait()
+
+
+def log_events(log: Path) -> list[dict[str, Any]]:
+    """The JSON log lines of a child's log file (other lines are skipped)."""
+    events = []
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                events.append(json.loads(line))
+    return events
+
+
+async def wait_for_event(
+    proc: asyncio.subprocess.Process, log: Path, event: str, *, limit: float = 20
+) -> None:
+    """Wait until the child logs ``event``; fail at once if it exits first."""
+
+    async def logged() -> bool:
+        if proc.returncode is not None:
+            tail = log.read_text(errors="replace")[-2000:]
+            raise AssertionError(f"pid {proc.pid} exited with {proc.returncode}:\n{tail}")
+        return any(e.get("event") == event for e in log_events(log))
+
+    await wait_for(logged, limit=limit, every=0.1)
+
+
+async def wait_ready(
+    proc: asyncio.subprocess.Process, log: Path, port: int, *, limit: float = 20
+) -> None:
+    """Wait until a `probe run` child answers 200 on /readyz; fail at once if it exits."""
+
+    async def ready() -> bool:
+        if proc.returncode is not None:
+            tail = log.read_text(errors="replace")[-2000:]
+            raise AssertionError(f"pid {proc.pid} exited with {proc.returncode}:\n{tail}")
+        try:
+            async with httpx.AsyncClient(timeout=2) as client:
+                answer = await client.get(f"http://127.0.0.1:{port}/readyz")
+        except httpx.TransportError:
+            return False
+        return answer.status_code == 200
+
+    await wait_for(ready, limit=limit, every=0.1)

@@ -205,6 +205,8 @@ def deployment_environ(container: dict[str, Any]) -> dict[str, str]:
     for entry in container["env"]:
         if "value" in entry:
             environ[entry["name"]] = entry["value"]
+        elif "fieldRef" in entry["valueFrom"]:
+            environ[entry["name"]] = f"from-field-{entry['valueFrom']['fieldRef']['fieldPath']}"
         else:
             ref = entry["valueFrom"]["secretKeyRef"]
             environ[entry["name"]] = f"from-secret-{ref['key']}"
@@ -664,12 +666,15 @@ def test_configmap_config_validates_with_the_deployment_environment(tmp_path: Pa
 def check_k8s_config(config: Config) -> None:
     assert config.server.listen == f"0.0.0.0:{PORT}"
     assert config.store.url.startswith("postgresql+psycopg://"), "replicas share PostgreSQL"
-    # An MLLP listener only sees what reaches its own replica: none with several replicas.
-    for flow in config.flows:
-        for destination in flow.destinations:
-            assert not isinstance(destination, MllpDestination), flow.name
+    # Replicas share MLLP sightings through the store, which must then be on.
+    assert config.store.shared_sightings is not False
     grace = k8s_one("Deployment")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert grace > config.shutdown_grace
+
+
+def test_each_replica_is_named_by_its_pod() -> None:
+    daemon = k8s_one("Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert deployment_environ(daemon)["PROBE_NODE"] == "from-field-metadata.name"
 
 
 def test_pods_meet_the_restricted_pod_security_standard() -> None:

@@ -1,14 +1,14 @@
 """The SQL store: tables, migrations and the batched repository."""
 
 from probe.store.repository import (
-    ProbeRow,
-    SentRow,
     Store,
     StoredProbe,
     create_engine,
+    default_spool_dir,
     open_store,
     safe_url,
 )
+from probe.store.spool import ProbeRow, SentRow
 
 __all__ = [
     "ProbeRow",
@@ -16,6 +16,7 @@ __all__ = [
     "Store",
     "StoredProbe",
     "create_engine",
+    "default_spool_dir",
     "open_store",
     "safe_url",
 ]

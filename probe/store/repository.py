@@ -2,22 +2,32 @@
 
 Claims are group-committed: every claim that arrives while a claim transaction runs goes
 into the next one, so a thousand probes per second cost a few transactions, not a thousand,
-and no claim waits for a timer. Sightings, send receipts and results are queued and written
-together every ``flush_interval`` or ``batch_size`` items. A failed batch stays queued and
-is retried with backoff; `probe_store_write_errors_total` counts the failures.
+and no claim waits for a timer. Sightings, send receipts and results are appended to the
+spool (`probe.store.spool`) and queued, and written together every ``flush_interval`` or
+``batch_size`` items. A failed batch stays queued and is retried with backoff;
+`probe_store_write_errors_total` counts the failures.
+
+While the database is unreachable, probing goes on: a claim that cannot reach it is
+taken locally (spooled, and inserted when the database is back), and the queue grows in
+memory up to `MEMORY_LIMIT` items, past which items stay in the spool file only and are
+read back from it. Every batch commits the spool position it reached in the same
+transaction, so neither a replay after a crash nor a retry writes anything twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from datetime import datetime
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, bindparam, event, insert, select, text, update
+from sqlalchemy import and_, bindparam, event, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
@@ -25,31 +35,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from probe.errors import StoreError
-from probe.model import Result, Sighting
+from probe.model import Result, Sighting, utcnow
 from probe.store import migrate, rollup
-from probe.store.tables import probes, results, sightings
+from probe.store.spool import Item, ProbeRow, SentRow, Spool, Spooled
+from probe.store.spool import read as read_spool
+from probe.store.tables import probes, results, sightings, spool_marks
 
 log = structlog.get_logger("probe.store")
 
-
-@dataclass(frozen=True, slots=True)
-class ProbeRow:
-    """A probe as stored before it is sent."""
-
-    probe_id: str
-    flow: str
-    slot_at: datetime
-    claimed_at: datetime
-    deadline_at: datetime
-    node: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SentRow:
-    probe_id: str
-    sent_at: datetime
-    send_reason: str | None
-    detail: str | None
+# Items kept in memory while the database is away; the rest wait in the spool file only.
+MEMORY_LIMIT = 100_000
+# A spool file is replaced by a new one past this size, once all of it is committed.
+ROTATE_BYTES = 32 * 1024 * 1024
+# The database counts as unreachable for these, and for a timeout.
+UNREACHABLE = (OperationalError, InterfaceError, OSError, TimeoutError)
+_UNSAFE_NAME = re.compile(r"[^0-9A-Za-z._-]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,15 +70,35 @@ class StoredProbe:
 class Store:
     """Async access to the probe store. Create with `open_store`."""
 
-    def __init__(self, engine: AsyncEngine, *, flush_interval: float, batch_size: int) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        flush_interval: float,
+        batch_size: int,
+        spool: Spool | None = None,
+        claim_timeout: float = 3.0,
+        write_timeout: float = 30.0,
+        node: str | None = None,
+    ) -> None:
         self.engine = engine
+        self.node = node
         self.flush_interval = flush_interval
         self.batch_size = batch_size
+        self.spool = spool
+        self.claim_timeout = claim_timeout
+        self.write_timeout = write_timeout
         self.on_write_error: Callable[[], None] = lambda: None
+        self.offline = False  # the last attempt to reach the database failed
+        self.offline_claims = 0  # slots claimed locally while the database was away
         self._claims: list[tuple[ProbeRow, asyncio.Future[bool]]] = []
         self._claim_wake = asyncio.Event()
-        self._queue: list[SentRow | Sighting | Result] = []
+        self._queue: list[Spooled] = []
         self._queue_wake = asyncio.Event()
+        self._overflow: tuple[str, int] | None = None  # (spool file, byte) not yet in memory
+        self._overflowed = 0  # items in the spool file only
+        self._orphans: list[Path] = []
+        self._conflicts: set[str] = set()  # local claims another daemon had taken first
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         dialect = engine.dialect.name
@@ -87,16 +107,46 @@ class Store:
     @property
     def backlog(self) -> int:
         """Items waiting to be written."""
-        return len(self._queue) + len(self._claims)
+        return len(self._queue) + len(self._claims) + self._overflowed
 
     def start(self) -> None:
+        if self.spool is not None and self.spool.path is None:
+            self._orphans = self.spool.open()
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="store-claims"),
             asyncio.create_task(self._write_loop(), name="store-writes"),
         ]
 
+    async def recover(self) -> int:
+        """Replay the spool files of processes that died, from their committed mark."""
+        replayed = 0
+        assert self.spool is not None or not self._orphans
+        for path in self._orphans:
+            async with self.engine.connect() as conn:
+                query = select(spool_marks.c.position).where(spool_marks.c.spool == path.name)
+                start = (await conn.execute(query)).scalar_one_or_none() or 0
+            count = 0
+            chunk: list[Spooled] = []
+            for spooled in read_spool(path, start):
+                chunk.append(spooled)
+                if len(chunk) >= self.batch_size:
+                    await self._write_with_retry(chunk)
+                    count, chunk = count + len(chunk), []
+            if chunk:
+                await self._write_with_retry(chunk)
+                count += len(chunk)
+            assert self.spool is not None
+            self.spool.forget(path.name)
+            log.info("spool_replayed", file=path.name, records=count, from_byte=start)
+            replayed += count
+        self._orphans = []
+        return replayed
+
     async def claim(self, row: ProbeRow) -> bool:
-        """Store the probe if its (flow, slot) is free. False: another daemon has the slot."""
+        """Store the probe if its (flow, slot) is free. False: another daemon has the slot.
+
+        With a spool, a claim that cannot reach the database is taken locally (True).
+        """
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._claims.append((row, future))
         self._claim_wake.set()
@@ -106,15 +156,47 @@ class Store:
         self._enqueue(row)
 
     def add_sighting(self, sighting: Sighting) -> None:
+        if sighting.node is None:
+            sighting = replace(sighting, node=self.node)
         self._enqueue(sighting)
 
     def add_result(self, result: Result) -> None:
         self._enqueue(result)
 
-    def _enqueue(self, item: SentRow | Sighting | Result) -> None:
-        self._queue.append(item)
+    def _enqueue(self, item: Item) -> None:
+        if self.spool is None:
+            self._queue.append(Spooled(item))
+        elif self._overflow is not None:
+            self.spool.append(item)
+            self._overflowed += 1
+        else:
+            start = self.spool.size
+            spooled = self.spool.append(item)
+            if len(self._queue) >= MEMORY_LIMIT:
+                self._overflow = (spooled.file or "", start)
+                self._overflowed += 1
+                log.warning("store_backlog_on_disk", in_memory=len(self._queue))
+            else:
+                self._queue.append(spooled)
         if len(self._queue) >= self.batch_size:
             self._queue_wake.set()
+
+    def _refill(self) -> None:
+        """Read items that overflowed to the spool file back into memory."""
+        if self._overflow is None or self._queue or self.spool is None:
+            return
+        name, start = self._overflow
+        if self.spool.path is None or name != self.spool.name:
+            self._overflow = None  # cannot happen: no rotation while overflowing
+            return
+        for spooled in read_spool(self.spool.path, start, limit=MEMORY_LIMIT // 2):
+            self._queue.append(spooled)
+            start = spooled.end
+        self._overflowed = max(0, self._overflowed - len(self._queue))
+        caught_up = start >= self.spool.size
+        self._overflow = None if caught_up else (name, start)
+        if caught_up:
+            self._overflowed = 0
 
     async def ping(self) -> None:
         """Raise `StoreError` unless the database answers."""
@@ -125,7 +207,10 @@ class Store:
             raise StoreError(f"store unreachable: {type(exc).__name__}") from exc
 
     async def close(self, *, flush_timeout: float = 10.0) -> None:
-        """Write what is queued (waiting up to ``flush_timeout``), then close the engine."""
+        """Write what is queued (waiting up to ``flush_timeout``), then close the engine.
+
+        What could not be written stays in the spool file for the next start.
+        """
         self._closing = True
         self._queue_wake.set()
         self._claim_wake.set()
@@ -134,11 +219,16 @@ class Store:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
         for task in self._tasks:
             task.cancel()
-        if self._queue:
-            log.error("store_unflushed", items=len(self._queue))
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        left = self.backlog
+        if left:
+            where = "kept in the spool" if self.spool else "lost"
+            log.error("store_unflushed", items=left, note=where)
         for _, future in self._claims:
             if not future.done():
                 future.set_exception(StoreError("store closed"))
+        if self.spool is not None:
+            self.spool.close(committed=not left)
         await self.engine.dispose()
 
     async def _claim_loop(self) -> None:
@@ -148,10 +238,18 @@ class Store:
             batch, self._claims = self._claims, []
             if not batch:
                 continue
+            if self.offline and self.spool is not None:
+                self._claim_locally(batch)
+                continue
             try:
-                won = await self._insert_claims([row for row, _ in batch])
-            except SQLAlchemyError as exc:
+                async with asyncio.timeout(self.claim_timeout):
+                    won = await self._insert_claims([row for row, _ in batch])
+            except (*UNREACHABLE, SQLAlchemyError) as exc:
                 self.on_write_error()
+                if self.spool is not None and isinstance(exc, UNREACHABLE):
+                    self._went_offline(exc)
+                    self._claim_locally(batch)
+                    continue
                 error = StoreError(f"cannot claim slot: {type(exc).__name__}: {exc}")
                 for _, future in batch:
                     if not future.done():
@@ -160,6 +258,20 @@ class Store:
             for row, future in batch:
                 if not future.done():
                     future.set_result(row.probe_id in won)
+
+    def _claim_locally(self, batch: list[tuple[ProbeRow, asyncio.Future[bool]]]) -> None:
+        """The database is away: take the slots here; the claims are inserted later."""
+        for row, future in batch:
+            if future.done():
+                continue
+            self._enqueue(row)
+            self.offline_claims += 1
+            future.set_result(True)
+
+    def _went_offline(self, exc: BaseException) -> None:
+        if not self.offline:
+            self.offline = True
+            log.error("store_offline", error=f"{type(exc).__name__}: {str(exc)[:200]}")
 
     async def _insert_claims(self, rows: list[ProbeRow]) -> set[str]:
         statement = (
@@ -177,25 +289,36 @@ class Store:
                 async with asyncio.timeout(self.flush_interval):
                     await self._queue_wake.wait()
             self._queue_wake.clear()
+            if self.spool is not None:
+                await asyncio.to_thread(self.spool.sync)
+            self._refill()
             if self._queue:
                 batch = self._queue[: self.batch_size]
                 await self._write_with_retry(batch)
                 del self._queue[: len(batch)]
+                self._maybe_rotate()
             elif self._closing:
                 return
 
-    async def _write_with_retry(self, batch: Sequence[SentRow | Sighting | Result]) -> None:
+    def _maybe_rotate(self) -> None:
+        spool = self.spool
+        if spool is None or spool.size < ROTATE_BYTES or self._queue or self._overflow:
+            return
+        spool.rotate()
+
+    async def _write_with_retry(self, batch: Sequence[Spooled]) -> None:
         """Write a batch; retry while the database is unreachable, isolate rows it refuses."""
         retrying = AsyncRetrying(
-            retry=retry_if_exception_type((OperationalError, InterfaceError, OSError)),
-            wait=wait_exponential(multiplier=0.2, max=10),
+            retry=retry_if_exception_type(UNREACHABLE),
+            wait=wait_exponential(multiplier=0.2, max=5),
             before_sleep=lambda state: self._write_failed(state.outcome),
             reraise=True,
         )
         try:
             async for attempt in retrying:
                 with attempt:
-                    await self._write(batch)
+                    async with asyncio.timeout(self.write_timeout):
+                        await self._write(batch)
         except SQLAlchemyError:
             # The database answered but refused something in the batch (a constraint, a
             # value too long): write row by row so one bad row cannot block the rest.
@@ -205,18 +328,29 @@ class Store:
                     await self._write([item])
                 except SQLAlchemyError as exc:
                     self.on_write_error()
-                    log.error("store_row_refused", item=type(item).__name__, error=str(exc)[:300])
+                    log.error(
+                        "store_row_refused", item=type(item.item).__name__, error=str(exc)[:300]
+                    )
+        if self.offline:
+            self.offline = False
+            log.info("store_online", backlog=self.backlog, claimed_locally=self.offline_claims)
 
     def _write_failed(self, outcome: Any) -> None:
         self.on_write_error()
         error = outcome.exception() if outcome is not None else None
+        if error is not None:
+            self._went_offline(error)
         log.warning("store_write_failed", error=type(error).__name__, backlog=self.backlog)
 
-    async def _write(self, batch: Sequence[SentRow | Sighting | Result]) -> None:
-        sent = [asdict(i) for i in batch if isinstance(i, SentRow)]
-        seen = [_sighting_row(i) for i in batch if isinstance(i, Sighting)]
-        done = [_result_row(i) for i in batch if isinstance(i, Result)]
+    async def _write(self, batch: Sequence[Spooled]) -> None:
         async with self.engine.begin() as conn:
+            claims = [s.item for s in batch if isinstance(s.item, ProbeRow)]
+            if claims:
+                await self._insert_local_claims(conn, claims)
+            items = [s.item for s in batch if s.item.probe_id not in self._conflicts]
+            sent = [asdict(i) for i in items if isinstance(i, SentRow)]
+            seen = [_sighting_row(i) for i in items if isinstance(i, Sighting)]
+            done = [_result_row(i) for i in items if isinstance(i, Result)]
             if seen:
                 await conn.execute(insert(sightings), seen)
             if sent:
@@ -242,7 +376,7 @@ class Store:
                     (r.probe_id, r.destination) for r in await conn.execute(statement, done)
                 }
                 fresh = []
-                for r in batch:
+                for r in items:
                     # Only the copy the database inserted: a replay in the same batch is not.
                     if isinstance(r, Result) and (r.probe_id, r.destination) in inserted:
                         inserted.discard((r.probe_id, r.destination))
@@ -253,6 +387,77 @@ class Store:
                             )
                         )  # fmt: skip
                 await rollup.apply(conn, fresh)
+            await self._mark(conn, batch)
+
+    async def _insert_local_claims(self, conn: Any, claims: list[ProbeRow]) -> None:
+        """Insert slots claimed while the database was away; note the ones lost to a peer."""
+        statement = self._insert(probes).on_conflict_do_nothing().returning(probes.c.probe_id)
+        won = {r.probe_id for r in await conn.execute(statement, [asdict(c) for c in claims])}
+        others = [c for c in claims if c.probe_id not in won]
+        if not others:
+            return
+        query = select(probes.c.probe_id).where(probes.c.probe_id.in_([c.probe_id for c in others]))
+        already = {r.probe_id for r in await conn.execute(query)}  # a replay: ours already
+        for claim in others:
+            if claim.probe_id not in already:
+                # Another daemon claimed this slot while we could not see the database: the
+                # slot was probed twice. Its probe stands; ours is dropped, and said so.
+                self._conflicts.add(claim.probe_id)
+                log.warning(
+                    "local_claim_conflict",
+                    flow=claim.flow,
+                    slot=claim.slot_at.isoformat(),
+                    probe_id=claim.probe_id,
+                )
+
+    async def _mark(self, conn: Any, batch: Sequence[Spooled]) -> None:
+        """Record how far into each spool file this batch reaches, in its transaction."""
+        ends: dict[str, int] = {}
+        for spooled in batch:
+            if spooled.file is not None:
+                ends[spooled.file] = max(ends.get(spooled.file, 0), spooled.end)
+        if not ends:
+            return
+        now = utcnow()
+        for name, end in ends.items():
+            statement = self._insert(spool_marks).values(spool=name, position=end, updated_at=now)
+            statement = statement.on_conflict_do_update(
+                index_elements=["spool"],
+                set_={"position": statement.excluded.position, "updated_at": now},
+            )
+            await conn.execute(statement)
+
+    async def sightings_for(
+        self, probe_ids: Sequence[str], *, other_nodes: bool = False
+    ) -> dict[tuple[str, str], tuple[datetime, int]]:
+        """The first stored sighting and the copies, per (probe id, destination).
+
+        ``other_nodes``: only what other daemons saw (this one knows its own).
+        """
+        found: dict[tuple[str, str], tuple[datetime, int]] = {}
+        ids = list(probe_ids)
+        for start in range(0, len(ids), 500):
+            found.update(await self._sightings_for(ids[start : start + 500], other_nodes))
+        return found
+
+    async def _sightings_for(
+        self, probe_ids: list[str], other_nodes: bool
+    ) -> dict[tuple[str, str], tuple[datetime, int]]:
+        query = (
+            select(
+                sightings.c.probe_id,
+                sightings.c.destination,
+                func.min(sightings.c.seen_at).label("first"),
+                func.sum(sightings.c.count).label("copies"),
+            )
+            .where(sightings.c.probe_id.in_(probe_ids))
+            .group_by(sightings.c.probe_id, sightings.c.destination)
+        )
+        if other_nodes:
+            query = query.where(sightings.c.node.is_distinct_from(self.node))
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(query)
+            return {(r.probe_id, r.destination): (_aware(r.first), int(r.copies)) for r in rows}
 
     async def unresolved(self, *, since: datetime) -> list[StoredProbe]:
         """Probes claimed since ``since`` that may still lack a result for some destination."""
@@ -284,6 +489,14 @@ class Store:
         ]
 
 
+def _aware(value: Any) -> datetime:
+    """A datetime from an aggregate: SQLite returns min(seen_at) as naive UTC text."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 def _sighting_row(s: Sighting) -> dict[str, Any]:
     return {
         "probe_id": s.probe_id,
@@ -291,6 +504,7 @@ def _sighting_row(s: Sighting) -> dict[str, Any]:
         "seen_at": s.seen_at,
         "arrived_at": s.arrived_at,
         "count": s.count,
+        "node": s.node,
     }
 
 
@@ -303,9 +517,19 @@ def _result_row(r: Result) -> dict[str, Any]:
 
 
 async def open_store(
-    url: str, *, flush_interval: float = 0.2, batch_size: int = 500, migrate_sqlite: bool = True
+    url: str,
+    *,
+    flush_interval: float = 0.2,
+    batch_size: int = 500,
+    migrate_sqlite: bool = True,
+    spool: Path | None = None,
+    node: str = "",
 ) -> Store:
-    """Connect, bring SQLite up to date (PostgreSQL must be upgraded with `probe db upgrade`)."""
+    """Connect, bring SQLite up to date (PostgreSQL must be upgraded with `probe db upgrade`).
+
+    With ``spool`` (a directory), writes go through a spool file there (`probe.store.spool`);
+    call `Store.recover` after `Store.start` to replay what a dead process left.
+    """
     engine = create_engine(url)
     if engine.dialect.name not in ("sqlite", "postgresql"):
         await engine.dispose()
@@ -323,12 +547,37 @@ async def open_store(
             f"store {safe_url(url)} is at schema {current or 'none'}, this version needs "
             f"{head}: run `probe db upgrade -c CONFIG`"
         )
-    return Store(engine, flush_interval=flush_interval, batch_size=batch_size)
+    return Store(
+        engine,
+        flush_interval=flush_interval,
+        batch_size=batch_size,
+        spool=Spool(spool, node=node) if spool is not None else None,
+        node=node or None,
+    )
+
+
+def default_spool_dir(url: str) -> Path | None:
+    """Next to a SQLite file (``probe.db.spool``), else ``probe-spool/<store>`` here.
+
+    The directory belongs to one store, so a spool is never replayed into another one.
+    None for an in-memory SQLite database, which a restart does not keep anyway.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            return None
+        return Path(parsed.database + ".spool")
+    name = f"{parsed.host or 'local'}-{parsed.port or ''}-{parsed.database or ''}"
+    digest = hashlib.sha256(url.encode()).hexdigest()[:8]
+    return Path("probe-spool") / f"{_UNSAFE_NAME.sub('_', name)[:80]}-{digest}"
 
 
 def create_engine(url: str) -> AsyncEngine:
     """An async engine; SQLite gets WAL and a busy timeout so readers never block the writer."""
-    engine = create_async_engine(url, pool_pre_ping=True)
+    backend = make_url(url).get_backend_name()
+    # A database that does not answer must fail a connect in seconds, not minutes.
+    connect_args = {"connect_timeout": 5} if backend == "postgresql" else {}
+    engine = create_async_engine(url, pool_pre_ping=True, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine.sync_engine, "connect")

@@ -70,6 +70,7 @@ probes = Table(
     Column("detail", String(200)),  # the source's reply or error, redacted and short
     Column("node", String(64)),
     UniqueConstraint("flow", "slot_at"),
+    Index(None, "claimed_at"),  # finding unresolved probes after a restart
 )
 
 sightings = Table(
@@ -81,6 +82,7 @@ sightings = Table(
     Column("seen_at", UTCDateTime, nullable=False),
     Column("arrived_at", UTCDateTime),  # the destination's own clock, when it says
     Column("count", Integer, nullable=False, default=1),
+    Column("node", String(64)),  # the daemon that saw it
     Index(None, "probe_id", "destination"),
 )
 
@@ -135,4 +137,14 @@ incidents = Table(
     Column("cause", String(16), nullable=False),
     Column("bad_results", Integer, nullable=False, default=1),
     Index(None, "flow", "destination", "start_at"),
+)
+
+# How far into each local spool file (probe.store.spool) the database has committed,
+# written in the same transaction as the rows, so a replay is exactly-once.
+spool_marks = Table(
+    "spool_marks",
+    metadata,
+    Column("spool", String(120), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
 )

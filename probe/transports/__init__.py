@@ -4,6 +4,13 @@ A transport does one protocol and raises `probe.errors.TransportError` subclasse
 times, logs, counts or stores: the runner does that, once, for every transport.
 """
 
-from probe.transports.base import Observer, Resources, Source, make_observer, make_source
+from probe.transports.base import (
+    Observer,
+    RecordingObserver,
+    Resources,
+    Source,
+    make_observer,
+    make_source,
+)
 
-__all__ = ["Observer", "Resources", "Source", "make_observer", "make_source"]
+__all__ = ["Observer", "RecordingObserver", "Resources", "Source", "make_observer", "make_source"]

@@ -6,7 +6,7 @@ import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import quote
 
 from probe.config import DestinationSpec
@@ -34,6 +34,9 @@ class Observer(Protocol):
     value). It raises a `TransportError` if the destination could not be read at the end.
     It always looks at least once, even when the deadline has passed, so a restarted
     daemon can still resolve old probes.
+
+    An observer that could not start (a port it cannot bind) may say why in an attribute
+    ``start_error``; a config reload then fails instead of taking it on.
     """
 
     async def start(self) -> None: ...
@@ -50,27 +53,89 @@ class Closeable(Protocol):
 C = TypeVar("C", bound=Closeable)
 
 
+@runtime_checkable
+class RecordingObserver(Protocol):
+    """A push observer whose listener records every arrival itself, before it answers.
+
+    The runner hands it the store's ``add_sighting``; it then does not store the sighting
+    `expect` returns a second time.
+    """
+
+    def set_recorder(self, record: Callable[[Sighting], None]) -> None: ...
+
+
 class Resources:
     """Long-lived things transports share, each made once per key and closed at the end.
 
     An HTTP client per TLS setting, an SQL engine per URL, an MLLP listener per address:
 
         client = resources.shared(("http", True, None), make_client)
+
+    Transports built through a `lease` give their items back when the lease is closed; an
+    item that no lease holds any more is closed then (a config reload frees a listener
+    nobody uses), while one taken directly stays until `aclose`.
     """
 
     def __init__(self) -> None:
         self._items: dict[Hashable, Closeable] = {}
+        self._holders: dict[Hashable, int] = {}  # leases holding an item; absent: pinned
 
     def shared(self, key: Hashable, factory: Callable[[], C]) -> C:
+        return self._take(key, factory, leased=False)
+
+    def lease(self) -> Lease:
+        """A view of these resources for one set of transports (see `Lease`)."""
+        return Lease(self)
+
+    def _take(self, key: Hashable, factory: Callable[[], C], *, leased: bool) -> C:
         if key not in self._items:
             self._items[key] = factory()
+            if leased:
+                self._holders[key] = 0
+        if not leased:
+            self._holders.pop(key, None)  # taken for good: closed only by `aclose`
+        elif key in self._holders:
+            self._holders[key] += 1
         return self._items[key]  # type: ignore[return-value]
+
+    async def _give_back(self, keys: list[Hashable]) -> None:
+        for key in keys:
+            if key not in self._holders:
+                continue
+            self._holders[key] -= 1
+            if self._holders[key] == 0:
+                del self._holders[key]
+                await self._items.pop(key).aclose()
 
     async def aclose(self) -> None:
         """Close everything, newest first."""
         for item in reversed(list(self._items.values())):
             await item.aclose()
         self._items.clear()
+        self._holders.clear()
+
+
+class Lease(Resources):
+    """The shared items one set of transports uses; `aclose` gives them back to the owner.
+
+    An item is closed when the last lease holding it is closed, so a listener that a new
+    flow definition shares with an old one stays open while either uses it.
+    """
+
+    def __init__(self, owner: Resources) -> None:
+        super().__init__()
+        self._owner = owner
+        self._keys: list[Hashable] = []
+
+    def shared(self, key: Hashable, factory: Callable[[], C]) -> C:
+        if key in self._keys:  # held already: one hold per lease, however often it is asked
+            return self._owner._items[key]  # type: ignore[return-value]
+        self._keys.append(key)
+        return self._owner._take(key, factory, leased=True)
+
+    async def aclose(self) -> None:
+        keys, self._keys = self._keys, []
+        await self._owner._give_back(list(reversed(keys)))
 
 
 SourceFactory = Callable[[Any, Resources], Source]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -220,14 +220,24 @@ class MllpObserver:
                 detail="encoding and tls are taken from the first destination on this address",
             )
         compared = config.compare if config.compare is not None else REPORTED_FIELDS
-        self._interest = self.listener.register(config.match, compared)
+        self._interest = self.listener.register(config.match, compared, destination=config.name)
+        self.start_error: str | None = None
 
     async def start(self) -> None:
-        """Listen. A port that cannot be bound is logged here and reported by `expect`."""
+        """Listen. A port that cannot be bound is logged here, kept in `start_error` (a
+        config reload refuses it) and reported by `expect`."""
         try:
             await self.listener.start()
         except ConnectError as exc:
+            self.start_error = str(exc)
             log.error("mllp_listen_failed", destination=self.config.name, error=str(exc))
+
+    # The listener records each arrival itself, before its ACK (see `set_recorder`).
+    records_sightings = True
+
+    def set_recorder(self, record: Callable[[Sighting], None]) -> None:
+        """Record every arrival for this destination with ``record`` (the store)."""
+        self._interest.record = record
 
     async def aclose(self) -> None:
         """The listener is shared and closed by its owner."""

@@ -4,6 +4,12 @@ Each message that carries a probe id is stamped the moment its last byte was rea
 Destinations on the same address share one listener, and an arrival may come before anyone
 expects it (an engine can forward before our source has its own ACK), so arrivals are kept
 by probe id for `ARRIVAL_TTL` seconds.
+
+An arrival is also handed to each interested destination's recorder (the store's spool)
+*before* the ACK goes out: once the engine has its ACK it will not send again, so the
+sighting must already survive a crash of this process. Arrivals of probes this process did
+not send (another node's, in active-active) are recorded the same way, which is how they
+reach the node that waits for them.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import asyncio
 import re
 import ssl
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,7 +28,7 @@ import structlog
 from probe import hl7v2
 from probe.errors import ConnectError, ProtocolError
 from probe.mllp import FrameReader, frame
-from probe.model import utcnow
+from probe.model import Sighting, utcnow
 from probe.transport_config import (
     MllpServerTLS,
     split_listen,
@@ -89,6 +95,16 @@ class Arrival:
     fields: Mapping[str, str]
 
 
+@dataclass(eq=False, slots=True)
+class Interest:
+    """What one destination looks for on a listener, and where its sightings are recorded."""
+
+    match: str
+    fields: tuple[str, ...]
+    destination: str = ""
+    record: Callable[[Sighting], None] | None = None
+
+
 @dataclass(slots=True)
 class _Track:
     created: float
@@ -111,7 +127,7 @@ class MllpListener:
         self.encoding = encoding
         self.tls = tls or MllpServerTLS()
         self.stats = ListenerStats()
-        self._interests: list[tuple[str, tuple[str, ...]]] = []  # (match, fields) per observer
+        self._interests: list[Interest] = []
         self._tracks: dict[str, _Track] = {}
         self._pruned = 0.0
         self._server: asyncio.Server | None = None
@@ -124,13 +140,16 @@ class MllpListener:
         """Whether the port is accepting connections."""
         return self._server is not None and self._server.is_serving()
 
-    def register(self, match: str, fields: Iterable[str]) -> tuple[str, tuple[str, ...]]:
-        """Look for probe ids in ``match`` and record ``fields``; returns a handle to unregister."""
-        interest = (match, tuple(fields))
+    def register(self, match: str, fields: Iterable[str], *, destination: str = "") -> Interest:
+        """Look for probe ids in ``match`` and record ``fields``; returns a handle to unregister.
+
+        Set the handle's ``record`` to have arrivals recorded as sightings of ``destination``.
+        """
+        interest = Interest(match, tuple(fields), destination)
         self._interests.append(interest)
         return interest
 
-    def unregister(self, interest: tuple[str, tuple[str, ...]]) -> None:
+    def unregister(self, interest: Interest) -> None:
         if interest in self._interests:
             self._interests.remove(interest)
 
@@ -253,9 +272,14 @@ class MllpListener:
         except Exception as exc:  # the hl7 package raises several unrelated types
             self._refuse(text, writer, exc)
             return
+        try:
+            self._record(message, seen_mono=seen_mono, seen_at=seen_at)  # before the ACK
+        except Exception:
+            # Not acknowledged, so the engine sends it again: better than a lost sighting.
+            log.exception("mllp_record_failed", listen=self.listen)
+            return
         writer.write(frame(reply.encode(self.encoding, errors="replace")))
         self.stats.acks_sent += 1
-        self._record(message, seen_mono=seen_mono, seen_at=seen_at)
 
     def _refuse(self, text: str, writer: asyncio.StreamWriter, exc: Exception) -> None:
         self.stats.unparsable += 1
@@ -268,14 +292,23 @@ class MllpListener:
 
     def _record(self, message: Any, *, seen_mono: float, seen_at: datetime) -> None:
         found: dict[str, set[str]] = {}
-        for name in {match for match, _ in self._interests}:
+        for name in {interest.match for interest in self._interests}:
             for probe_id in PROBE_ID.findall(hl7v2.field_text(message, name)):
                 found.setdefault(probe_id, set()).add(name)
         if not found:
             return
-        names = {name for _, compared in self._interests for name in compared}
+        names = {name for interest in self._interests for name in interest.fields}
         fields = {name: hl7v2.field_text(message, name) for name in names}
         for probe_id, carriers in found.items():
+            recorded: set[str] = set()
+            for interest in self._interests:
+                if interest.record is None or interest.match not in carriers:
+                    continue
+                if interest.destination in recorded:
+                    continue  # destinations of several flows may share a name
+                recorded.add(interest.destination)
+                sighting = Sighting(probe_id, interest.destination, seen_at, seen_mono)
+                interest.record(sighting)
             self._arrive(probe_id, Arrival(seen_mono, seen_at, frozenset(carriers), fields))
 
     def _arrive(self, probe_id: str, arrival: Arrival) -> None:

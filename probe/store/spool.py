@@ -1,0 +1,305 @@
+"""The spool: a local append-only file that every store write passes through first.
+
+Each claim made while the database is unreachable, each send receipt, sighting and result
+is appended here (one JSON line, one ``write`` call) before it is queued for the database,
+so a killed process loses nothing: the kernel has the bytes. `sync` fsyncs what was
+appended since the last call, in batches, against a power cut.
+
+The database keeps, in ``spool_marks``, how far into each spool file it has committed,
+updated in the same transaction as the rows. Replaying a file from its mark is therefore
+exactly-once, even when the replay itself is interrupted.
+
+Each process writes its own file and holds an exclusive lock on it. A file in the spool
+directory whose lock can be taken belongs to a process that is gone: an orphan, replayed
+at the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from probe.model import Outcome, Result, Sighting
+
+log = structlog.get_logger("probe.store.spool")
+
+_UNSAFE = re.compile(r"[^0-9A-Za-z._-]")
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeRow:
+    """A probe as stored before it is sent."""
+
+    probe_id: str
+    flow: str
+    slot_at: datetime
+    claimed_at: datetime
+    deadline_at: datetime
+    node: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SentRow:
+    probe_id: str
+    sent_at: datetime
+    send_reason: str | None
+    detail: str | None
+
+
+Item = ProbeRow | SentRow | Sighting | Result
+
+
+@dataclass(frozen=True, slots=True)
+class Spooled:
+    """An item with where it ends in its spool file (``file`` None: not spooled)."""
+
+    item: Item
+    file: str | None = None
+    end: int = 0
+
+
+def encode(item: Item) -> bytes:
+    """One JSON line."""
+    if isinstance(item, ProbeRow):
+        data: dict[str, Any] = {
+            "k": "claim",
+            "probe_id": item.probe_id,
+            "flow": item.flow,
+            "slot_at": item.slot_at.isoformat(),
+            "claimed_at": item.claimed_at.isoformat(),
+            "deadline_at": item.deadline_at.isoformat(),
+            "node": item.node,
+        }
+    elif isinstance(item, SentRow):
+        data = {
+            "k": "sent",
+            "probe_id": item.probe_id,
+            "sent_at": item.sent_at.isoformat(),
+            "send_reason": item.send_reason,
+            "detail": item.detail,
+        }
+    elif isinstance(item, Sighting):
+        data = {
+            "k": "sighting",
+            "probe_id": item.probe_id,
+            "destination": item.destination,
+            "seen_at": item.seen_at.isoformat(),
+            "count": item.count,
+            "arrived_at": _iso(item.arrived_at),
+            "node": item.node,
+        }
+    else:
+        data = {
+            "k": "result",
+            "probe_id": item.probe_id,
+            "flow": item.flow,
+            "destination": item.destination,
+            "outcome": str(item.outcome),
+            "latency": item.latency,
+            "latency_clock": item.latency_clock,
+            "duplicates": item.duplicates,
+            "reason": item.reason,
+            "slot": item.slot.isoformat(),
+            "resolved_at": item.resolved_at.isoformat(),
+            "mismatch": item.mismatch,
+            "maintenance": item.maintenance,
+        }
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+def decode(line: bytes) -> Item:
+    """The item of one JSON line; `ValueError` (or `KeyError`) if it is not one."""
+    data = json.loads(line)
+    kind = data.pop("k")
+    if kind == "claim":
+        return ProbeRow(
+            probe_id=data["probe_id"],
+            flow=data["flow"],
+            slot_at=datetime.fromisoformat(data["slot_at"]),
+            claimed_at=datetime.fromisoformat(data["claimed_at"]),
+            deadline_at=datetime.fromisoformat(data["deadline_at"]),
+            node=data["node"],
+        )
+    if kind == "sent":
+        return SentRow(
+            data["probe_id"],
+            datetime.fromisoformat(data["sent_at"]),
+            data["send_reason"],
+            data["detail"],
+        )
+    if kind == "sighting":
+        return Sighting(
+            probe_id=data["probe_id"],
+            destination=data["destination"],
+            seen_at=datetime.fromisoformat(data["seen_at"]),
+            seen_mono=0.0,  # meaningless in another process; replays use seen_at
+            count=data["count"],
+            arrived_at=_from_iso(data["arrived_at"]),
+            node=data.get("node"),
+        )
+    if kind == "result":
+        return Result(
+            probe_id=data["probe_id"],
+            flow=data["flow"],
+            destination=data["destination"],
+            outcome=Outcome(data["outcome"]),
+            latency=data["latency"],
+            latency_clock=data["latency_clock"],
+            duplicates=data["duplicates"],
+            reason=data["reason"],
+            slot=datetime.fromisoformat(data["slot"]),
+            resolved_at=datetime.fromisoformat(data["resolved_at"]),
+            mismatch=data["mismatch"],
+            maintenance=data["maintenance"],
+        )
+    raise ValueError(f"unknown spool record kind {kind!r}")
+
+
+def read(path: Path, start: int, *, limit: int | None = None) -> Iterator[Spooled]:
+    """The items of ``path`` after byte ``start``, each with where it ends.
+
+    A last line without its newline was cut short by a power loss: it was never
+    acknowledged to anyone, and is skipped. A damaged line in the middle is logged and
+    skipped, so one bad record cannot block the rest.
+    """
+    count = 0
+    with path.open("rb") as handle:
+        handle.seek(start)
+        position = start
+        for line in handle:
+            position += len(line)
+            if not line.endswith(b"\n"):
+                log.warning("spool_truncated_record", file=path.name, at=position - len(line))
+                return
+            try:
+                item = decode(line)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("spool_bad_record", file=path.name, at=position, error=str(exc)[:200])
+                continue
+            yield Spooled(item, path.name, position)
+            count += 1
+            if limit is not None and count >= limit:
+                return
+
+
+class Spool:
+    """This process's spool file in ``directory``, and the orphans of dead processes."""
+
+    def __init__(self, directory: Path, *, node: str = "") -> None:
+        self.directory = directory
+        self.node = _UNSAFE.sub("_", node)[:40]
+        self.path: Path | None = None
+        self.size = 0
+        self.appended = 0  # records since start
+        self._fd: int | None = None
+        self._dirty = False
+        self._sequence = 0
+        self._orphans: dict[str, int] = {}  # name -> fd holding its lock
+
+    @property
+    def name(self) -> str:
+        assert self.path is not None
+        return self.path.name
+
+    def open(self) -> list[Path]:
+        """Create this process's file; return the orphans, locked for us to replay."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        orphans = []
+        for path in sorted(self.directory.glob("spool-*.jsonl")):
+            fd = os.open(path, os.O_RDWR)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)  # a live process owns it
+                continue
+            self._orphans[path.name] = fd
+            orphans.append(path)
+        self._new_file()
+        return orphans
+
+    def _new_file(self) -> None:
+        self._sequence += 1
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        token = secrets.token_hex(4)  # names never repeat, whatever the clock and pid do
+        name = f"spool-{self.node}-{stamp}-{os.getpid()}-{self._sequence}-{token}.jsonl"
+        path = self.directory / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.path, self._fd, self.size = path, fd, 0
+        _fsync_directory(self.directory)
+
+    def append(self, item: Item) -> Spooled:
+        """Append one record; it survives this process from the moment this returns."""
+        assert self._fd is not None
+        assert self.path is not None
+        line = encode(item)
+        written = os.write(self._fd, line)
+        if written != len(line):  # a full disk: the rest of the line, or an OSError
+            os.write(self._fd, line[written:])
+        self.size += len(line)
+        self.appended += 1
+        self._dirty = True
+        return Spooled(item, self.path.name, self.size)
+
+    def sync(self) -> None:
+        """fsync what was appended since the last call."""
+        if self._dirty and self._fd is not None:
+            self._dirty = False
+            os.fsync(self._fd)
+
+    def rotate(self) -> None:
+        """Start a new file and delete the old one: call only when all of it is committed."""
+        old = self.path
+        if self._fd is not None:
+            os.close(self._fd)
+        self._new_file()
+        if old is not None:
+            old.unlink(missing_ok=True)
+
+    def forget(self, name: str) -> None:
+        """An orphan is replayed: delete it and let go of its lock."""
+        fd = self._orphans.pop(name, None)
+        (self.directory / name).unlink(missing_ok=True)
+        if fd is not None:
+            os.close(fd)
+
+    def close(self, *, committed: bool) -> None:
+        """Close this process's file; delete it if everything in it is committed."""
+        for name in list(self._orphans):
+            with contextlib.suppress(OSError):
+                os.close(self._orphans.pop(name))
+        if self._fd is None:
+            return
+        self.sync()
+        os.close(self._fd)
+        self._fd = None
+        if committed and self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _from_iso(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)

@@ -1,0 +1,207 @@
+"""A database outage: probing goes on, results are spooled, and nothing is lost or doubled.
+
+The daemon reaches PostgreSQL through a TCP proxy in this test. While 50 probes/s run
+(ten MLLP flows at 200 ms through the simulated engine to our MLLP listener), the proxy
+drops every connection and refuses new ones for `OUTAGE_S` seconds (60 by default, as the
+issue asks; ``PROBE_TEST_OUTAGE_S`` shortens it while developing). Afterwards the store
+must hold exactly the probes the engine received, each with its result, none twice, and
+the metrics must have shown the backlog and the write errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy.engine import make_url
+
+from probe.sim import read_truth
+from probe.store import create_engine
+from probe.store.migrate import upgrade
+from tests.helpers import closed_port, fetch_rows, running, simulator, wait_for, write_config
+
+OUTAGE_S = float(os.environ.get("PROBE_TEST_OUTAGE_S", "60"))
+FLOWS = 10
+INTERVAL = 0.2  # 10 flows at 200 ms: 50 probes/s
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:port to a target; `cut` drops every connection and refuses more."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        await self._server.wait_closed()
+        self._server = None
+
+    async def close(self) -> None:
+        if self._server is not None:
+            await self.cut()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers |= {writer, up_writer}
+        pumps = [
+            asyncio.create_task(self._pump(reader, up_writer)),
+            asyncio.create_task(self._pump(up_reader, writer)),
+        ]
+        self._tasks.update(pumps)
+        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        for w in (writer, up_writer):
+            w.transport.abort()
+            self._writers.discard(w)
+        for task in pumps:
+            task.cancel()
+            self._tasks.discard(task)
+
+    @staticmethod
+    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+
+
+def _sim(tmp_path: Path, labka_port: int) -> dict[str, Any]:
+    return {
+        "seed": 5,
+        "truth": str(tmp_path / "truth.jsonl"),
+        "mllp_engine": {"listen": "127.0.0.1:0"},
+        "destinations": {
+            "labka": {
+                "kind": "mllp",
+                "target": f"127.0.0.1:{labka_port}",
+                "delay": {"fixed": "30ms"},
+                "loss": 0.05,
+            }
+        },
+    }
+
+
+def _config(store: str, engine: tuple[str, int], labka_port: int) -> dict[str, Any]:
+    flows = [
+        {
+            "name": f"gs-{i:02d}",
+            "interval": f"{int(INTERVAL * 1000)}ms",
+            "source": {"type": "mllp", "host": engine[0], "port": engine[1], "message": "adt_a08"},
+            "destinations": [
+                {
+                    "name": "labka",
+                    "type": "mllp",
+                    "listen": f"127.0.0.1:{labka_port}",
+                    "match": "PID-3",
+                }
+            ],
+        }
+        for i in range(FLOWS)
+    ]
+    return {
+        "store": {"url": store, "flush_interval": "100ms"},
+        "server": {"listen": "127.0.0.1:0"},
+        "shutdown_grace": "10s",
+        "defaults": {"timeout": "2s", "max_in_flight": 20},
+        "flows": flows,
+    }
+
+
+def _metric(text: str, name: str) -> float:
+    match = re.search(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.MULTILINE)
+    assert match, f"{name} not exported"
+    return float(match.group(1))
+
+
+async def test_outage_loses_and_doubles_nothing(postgres_url: str, tmp_path: Path) -> None:
+    engine = create_engine(postgres_url)
+    await upgrade(engine)
+    await engine.dispose()
+    target = make_url(postgres_url)
+    proxy = TcpProxy((target.host or "127.0.0.1", target.port or 5432))
+    await proxy.start()
+    proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    labka_port = closed_port()
+    backlog_seen = 0.0
+    try:
+        async with simulator(_sim(tmp_path, labka_port)) as sim:
+            config = _config(proxied, sim.address("mllp_engine"), labka_port)
+            async with running(write_config(tmp_path, config)) as daemon:
+                assert daemon.server is not None
+                metrics_url = f"{daemon.server.url}/metrics"
+                async with httpx.AsyncClient() as client:
+                    await asyncio.sleep(5)
+                    await proxy.cut()
+                    cut_at = time.time()
+                    while time.time() - cut_at < OUTAGE_S:
+                        await asyncio.sleep(1)
+                        text = (await client.get(metrics_url)).text
+                        backlog_seen = max(backlog_seen, _metric(text, "probe_store_backlog"))
+                    await proxy.start()  # the same port again
+                    restored_at = time.time()
+
+                    async def drained() -> bool:
+                        text = (await client.get(metrics_url)).text
+                        return _metric(text, "probe_store_backlog") == 0
+
+                    await wait_for(drained, limit=60, every=0.5)
+                    drained_in = time.time() - restored_at
+                    await asyncio.sleep(3)
+                    text = (await client.get(metrics_url)).text
+                    write_errors = _metric(text, "probe_store_write_errors_total")
+                    assert daemon.store is not None
+                    offline_claims = daemon.store.offline_claims
+    finally:
+        await proxy.close()
+    probe_rows, result_rows = await fetch_rows(postgres_url)
+    truth = read_truth(tmp_path / "truth.jsonl")
+    print(
+        f"outage {OUTAGE_S:.0f}s: {len(probe_rows)} probes, {offline_claims} claimed locally, "
+        f"backlog peak {backlog_seen:.0f}, drained {drained_in:.1f}s after, "
+        f"{write_errors:.0f} write errors"
+    )
+
+    # Probing went on: at 50 probes/s, the outage alone holds thousands of local claims.
+    assert offline_claims >= 0.8 * OUTAGE_S / INTERVAL * FLOWS
+    assert backlog_seen >= offline_claims / 2, (backlog_seen, offline_claims)
+    assert write_errors > 0
+    assert drained_in < 60
+    # The rows equal the probes sent: every probe the engine received is stored as sent.
+    received = {t.probe_id for t in truth}
+    sent = {p.probe_id for p in probe_rows if p.sent_at is not None}
+    assert received <= sent, sorted(received - sent)[:5]
+    assert all(p.send_reason is None for p in probe_rows), Counter(
+        p.send_reason for p in probe_rows
+    )
+    assert sent == {p.probe_id for p in probe_rows}
+    # No duplicates: one probe per flow and slot, one result per probe.
+    assert len({(p.flow, p.slot_at) for p in probe_rows}) == len(probe_rows)
+    assert Counter(r.probe_id for r in result_rows) == Counter(sent)
+    # And the outcomes agree with what the engine did.
+    lost = {t.probe_id for t in truth if t.action == "lost"}
+    ours_lost = {r.probe_id for r in result_rows if r.outcome == "lost"}
+    assert ours_lost == lost

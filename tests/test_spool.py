@@ -1,0 +1,229 @@
+"""The spool: what a dead process spooled is replayed once, in order, and never doubled.
+
+A "crash" here stops a store's tasks and closes its spool file without deleting it, as
+`kill -9` would leave it; the lock goes with the file descriptor. A store that cannot
+reach its database is a real engine pointed at a closed port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from probe.model import Outcome, Result, Sighting, new_probe_id
+from probe.store import ProbeRow, SentRow, Store, create_engine, open_store
+from probe.store.spool import Spool, decode, encode, read
+from probe.store.tables import probes, results, sightings, spool_marks
+from tests.helpers import closed_port
+
+T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+
+
+def _claim(flow: str, slot: datetime, probe_id: str | None = None) -> ProbeRow:
+    return ProbeRow(probe_id or new_probe_id(), flow, slot, slot, slot + timedelta(seconds=5), "a")
+
+
+def _result(row: ProbeRow, outcome: Outcome = Outcome.DELIVERED) -> Result:
+    return Result(
+        probe_id=row.probe_id,
+        flow=row.flow,
+        destination="labka",
+        outcome=outcome,
+        latency=0.1 if outcome is Outcome.DELIVERED else None,
+        latency_clock="monotonic" if outcome is Outcome.DELIVERED else None,
+        duplicates=0,
+        reason=None,
+        slot=row.slot_at,
+        resolved_at=row.slot_at + timedelta(seconds=1),
+    )
+
+
+def _sighting(row: ProbeRow) -> Sighting:
+    return Sighting(row.probe_id, "labka", row.slot_at + timedelta(seconds=0.1), 0.0)
+
+
+async def _crash(store: Store) -> None:
+    """Stop as `kill -9` would: no flush, the spool file stays, its lock goes."""
+    for task in store._tasks:
+        task.cancel()
+    await asyncio.gather(*store._tasks, return_exceptions=True)
+    assert store.spool is not None
+    assert store.spool._fd is not None
+    os.close(store.spool._fd)
+    store.spool._fd = None
+    for fd in store.spool._orphans.values():
+        os.close(fd)
+    store.spool._orphans.clear()
+    await store.engine.dispose()
+
+
+async def _counts(url: str) -> tuple[int, int, int]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+
+            async def count(table: object) -> int:
+                query = select(func.count()).select_from(table)  # type: ignore[arg-type]
+                return int((await conn.execute(query)).scalar_one())
+
+            return await count(probes), await count(sightings), await count(results)
+    finally:
+        await engine.dispose()
+
+
+def test_records_round_trip() -> None:
+    row = _claim("gs-adt", T0)
+    items = [
+        row,
+        SentRow(row.probe_id, T0, None, "ACK AA Ææ"),
+        _sighting(row),
+        _result(row),
+        _result(row, Outcome.LOST),
+    ]
+    for item in items:
+        line = encode(item)
+        assert line.endswith(b"\n")
+        assert line.count(b"\n") == 1
+        assert decode(line) == item
+
+
+def test_a_torn_last_line_and_a_bad_line_are_skipped(tmp_path: Path) -> None:
+    a, b = _claim("f", T0), _claim("f", T0 + timedelta(seconds=1))
+    path = tmp_path / "spool-x.jsonl"
+    path.write_bytes(encode(a) + b"{not json}\n" + encode(b) + encode(_result(a))[:20])
+    found = list(read(path, 0))
+    assert [s.item for s in found] == [a, b]
+    assert found[-1].end == len(encode(a)) + len(b"{not json}\n") + len(encode(b))
+
+
+async def test_crash_replays_only_what_was_not_committed(store_url: str, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    first = await open_store(store_url, flush_interval=0.05, spool=spool, node="a")
+    first.start()
+    rows = [_claim("gs-adt", T0 + timedelta(seconds=i)) for i in range(120)]
+    for row in rows[:100]:
+        assert await first.claim(row)
+        first.add_sighting(_sighting(row))
+        first.add_result(_result(row))
+    for _ in range(200):
+        if not first.backlog:
+            break
+        await asyncio.sleep(0.05)
+    first.flush_interval = 3600  # what follows stays in the spool only
+    first.batch_size = 10_000
+    await asyncio.sleep(0.1)  # the write loop is waiting on the long interval now
+    for row in rows[100:]:
+        assert await first.claim(row)
+        first.add_sighting(_sighting(row))
+        first.add_result(_result(row))
+    assert await _counts(store_url) == (120, 100, 100)
+    await _crash(first)
+
+    second = await open_store(store_url, flush_interval=0.05, spool=spool, node="a")
+    second.start()
+    replayed = await second.recover()
+    assert replayed == 40  # 20 sightings and 20 results, not the 200 already committed
+    await second.close()
+    # Sightings have no unique key: a second copy of any would show here.
+    assert await _counts(store_url) == (120, 120, 120)
+    assert not list(spool.glob("spool-*a*")), "a committed spool is deleted"
+
+
+# A killed process leaves a connection unclosed: that is the point here, not a leak.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_an_interrupted_replay_is_finished_without_doubles(
+    store_url: str, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    # A store that never reaches its database: everything stays in its spool.
+    dead = f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/none"
+    offline = Store(create_engine(dead), flush_interval=3600, batch_size=10_000,
+                    spool=Spool(spool, node="a"), node="a")  # fmt: skip
+    offline.start()
+    rows = [_claim("gs-adt", T0 + timedelta(seconds=i)) for i in range(300)]
+    for row in rows:
+        assert await offline.claim(row)  # taken locally: the database is away
+        offline.record_sent(SentRow(row.probe_id, row.slot_at, None, "ACK AA"))
+        offline.add_sighting(_sighting(row))
+        offline.add_result(_result(row))
+    assert offline.offline
+    assert offline.offline_claims == 300
+    await _crash(offline)
+
+    replaying = await open_store(store_url, flush_interval=0.05, batch_size=7, spool=spool)
+    replaying.start()
+    task = asyncio.create_task(replaying.recover())
+    engine = create_engine(store_url)
+    try:
+        mark = 0
+        while mark == 0 and not task.done():
+            await asyncio.sleep(0.005)
+            async with engine.connect() as conn:
+                query = select(func.max(spool_marks.c.position))
+                mark = (await conn.execute(query)).scalar_one() or 0
+    finally:
+        await engine.dispose()
+    assert not task.done(), "the replay finished before it could be interrupted"
+    task.cancel()  # killed mid-replay, maybe mid-transaction
+    await asyncio.gather(task, return_exceptions=True)
+    await _crash(replaying)
+    partial = await _counts(store_url)
+    assert 0 < partial[0] < 300 or 0 < partial[2] < 300, partial
+
+    last = await open_store(store_url, flush_interval=0.05, spool=spool)
+    last.start()
+    await last.recover()
+    await last.close()
+    assert await _counts(store_url) == (300, 300, 300)
+    engine = create_engine(store_url)
+    try:
+        async with engine.connect() as conn:
+            stored = (await conn.execute(select(probes.c.probe_id, probes.c.sent_at))).all()
+    finally:
+        await engine.dispose()
+    assert {r.probe_id for r in stored} == {r.probe_id for r in rows}
+    assert all(r.sent_at is not None for r in stored)
+
+
+async def test_a_slot_a_peer_claimed_during_the_outage_is_not_doubled(
+    store_url: str, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    dead = f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/none"
+    offline = Store(create_engine(dead), flush_interval=3600, batch_size=10_000,
+                    spool=Spool(spool, node="a"), node="a")  # fmt: skip
+    offline.start()
+    mine = [_claim("gs-adt", T0 + timedelta(seconds=i)) for i in range(3)]
+    for row in mine:
+        assert await offline.claim(row)
+        offline.add_result(_result(row, Outcome.LOST))
+    await _crash(offline)
+
+    peer = await open_store(store_url, flush_interval=0.05)
+    peer.start()
+    theirs = _claim("gs-adt", mine[1].slot_at)  # the peer reached the database
+    assert await peer.claim(theirs)
+    peer.add_result(_result(theirs))
+    await peer.close()
+
+    replaying = await open_store(store_url, flush_interval=0.05, spool=spool)
+    replaying.start()
+    await replaying.recover()
+    await replaying.close()
+    engine = create_engine(store_url)
+    try:
+        async with engine.connect() as conn:
+            stored = (await conn.execute(select(probes.c.probe_id))).scalars().all()
+            done = (await conn.execute(select(results.c.probe_id, results.c.outcome))).all()
+    finally:
+        await engine.dispose()
+    assert sorted(stored) == sorted([mine[0].probe_id, theirs.probe_id, mine[2].probe_id])
+    # The peer's result stands for that slot; our dropped probe left no result behind.
+    assert Counter(r.outcome for r in done) == {"lost": 2, "delivered": 1}
+    assert {r.probe_id for r in done} == set(stored)
