@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from probe.model import Outcome
@@ -88,26 +89,81 @@ def accumulate(rows: Iterable[Row], into: dict[Key, Hour] | None = None) -> dict
     return hours
 
 
+# Keys per statement: well under any backend's limit on bound parameters.
+_CHUNK = 300
+
+
 async def apply(conn: AsyncConnection, rows: Sequence[Row]) -> None:
-    """Add newly written results to the rollups and incidents, in the caller's transaction."""
-    for key, hour in accumulate(rows).items():
-        await _merge_hour(conn, key, hour)
+    """Add newly written results to the rollups and incidents, in the caller's transaction.
+
+    A batch costs a few statements whatever its size: one SELECT ... FOR UPDATE of the
+    stored hours it touches, one executemany INSERT and one executemany UPDATE, and one
+    SELECT of the open incidents of its flows (a statement per key cost 1 s a batch).
+    """
+    if not rows:
+        return
+    hours = accumulate(rows)
+    stored = await _stored_hours(conn, list(hours))
+    fresh = [key for key in hours if key not in stored]
+    if fresh:
+        # Another daemon may insert the same hour meanwhile: those are merged below.
+        statement = (
+            _dialect_insert(conn)(rollups)
+            .on_conflict_do_nothing()
+            .returning(rollups.c.flow, rollups.c.destination, rollups.c.hour)
+        )
+        values = [_key_values(key) | hours[key].merge_into(None) for key in fresh]
+        done = {(r.flow, r.destination, r.hour) for r in await conn.execute(statement, values)}
+        raced = [key for key in fresh if key not in done]
+        if raced:
+            stored.update(await _stored_hours(conn, raced))
+    changed = [key for key in hours if key in stored]
+    if changed:
+        statement = (
+            update(rollups)
+            .where(
+                rollups.c.flow == bindparam("k_flow"),
+                rollups.c.destination == bindparam("k_destination"),
+                rollups.c.hour == bindparam("k_hour"),
+            )
+            .values({name: bindparam(name) for name in _VALUE_COLUMNS})
+        )
+        params = [
+            {f"k_{k}": v for k, v in _key_values(key).items()} | hours[key].merge_into(stored[key])
+            for key in changed
+        ]
+        await conn.execute(statement, params)
     await Incidents(conn).feed(rows)
 
 
-async def _merge_hour(conn: AsyncConnection, key: Key, hour: Hour) -> None:
-    flow, destination, start = key
-    where = and_(
-        rollups.c.flow == flow, rollups.c.destination == destination, rollups.c.hour == start
-    )
-    stored = (await conn.execute(select(rollups).where(where).with_for_update())).first()
-    values = hour.merge_into(stored)
-    if stored is None:
-        await conn.execute(
-            insert(rollups).values(flow=flow, destination=destination, hour=start, **values)
+_VALUE_COLUMNS = (*OUTCOMES, "maintenance", "latency_count", "latency_max", "latency")
+
+
+def _key_values(key: Key) -> dict[str, Any]:
+    return {"flow": key[0], "destination": key[1], "hour": key[2]}
+
+
+def _dialect_insert(conn: AsyncConnection) -> Any:
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+async def _stored_hours(conn: AsyncConnection, keys: list[Key]) -> dict[Key, Any]:
+    """The stored rows of ``keys``, locked: flows and hours in IN lists, keys in Python."""
+    wanted = set(keys)
+    found: dict[Key, Any] = {}
+    hours = sorted({key[2] for key in keys})
+    flows = sorted({key[0] for key in keys})
+    for start in range(0, len(flows), _CHUNK):
+        query = (
+            select(rollups)
+            .where(rollups.c.flow.in_(flows[start : start + _CHUNK]), rollups.c.hour.in_(hours))
+            .with_for_update()
         )
-    else:
-        await conn.execute(update(rollups).where(where).values(**values))
+        for row in await conn.execute(query):
+            key = (row.flow, row.destination, row.hour)
+            if key in wanted:
+                found[key] = row
+    return found
 
 
 class Incidents:
@@ -123,15 +179,19 @@ class Incidents:
         self.done: list[dict[str, Any]] = []
         # Keys already looked up: the database copy is stale once this batch changed it.
         self.loaded: set[tuple[str, str]] = set()
+        self._changed: set[int] = set()  # id() of stored incidents this batch changed
 
     async def feed(self, rows: Sequence[Row]) -> None:
-        for row in sorted((r for r in rows if not r.maintenance), key=lambda r: r.slot):
+        counted = sorted((r for r in rows if not r.maintenance), key=lambda r: r.slot)
+        await self._load({(r.flow, r.destination) for r in counted})
+        for row in counted:
             key = (row.flow, row.destination)
-            current = await self._current(key)
+            current = self.open.get(key)
             if row.outcome != "delivered":
                 self._bad(key, current, row)
             elif current is not None and row.slot > current["last_bad_at"]:
                 current["end_at"] = row.slot
+                self._changed.add(id(current))
                 self.done.append(self.open.pop(key))
         if self.conn is not None:
             await self._save()
@@ -147,34 +207,47 @@ class Incidents:
         current["bad_results"] += 1
         current["last_bad_at"] = max(current["last_bad_at"], row.slot)
         current["start_at"] = min(current["start_at"], row.slot)
+        self._changed.add(id(current))
 
-    async def _current(self, key: tuple[str, str]) -> dict[str, Any] | None:
-        if key in self.open:
-            return self.open[key]
-        if self.conn is None or key in self.loaded:
-            return None
-        self.loaded.add(key)
-        query = (
-            select(incidents)
-            .where(incidents.c.flow == key[0], incidents.c.destination == key[1])
-            .where(incidents.c.end_at.is_(None))
-            .with_for_update()
-        )
-        found = (await self.conn.execute(query)).first()
-        if found is None:
-            return None
-        self.open[key] = dict(found._mapping)
-        return self.open[key]
+    async def _load(self, keys: set[tuple[str, str]]) -> None:
+        """The open incidents of ``keys`` not looked up yet, locked, in one query per chunk.
+
+        Once looked up, the database copy is stale: this batch may have changed it.
+        """
+        wanted = keys - self.loaded
+        self.loaded |= wanted
+        if self.conn is None or not wanted:
+            return
+        flows = sorted({flow for flow, _ in wanted})
+        for start in range(0, len(flows), _CHUNK):
+            query = (
+                select(incidents)
+                .where(incidents.c.flow.in_(flows[start : start + _CHUNK]))
+                .where(incidents.c.end_at.is_(None))
+                .with_for_update()
+            )
+            for found in await self.conn.execute(query):
+                key = (found.flow, found.destination)
+                if key in wanted and key not in self.open:
+                    self.open[key] = dict(found._mapping)
 
     async def _save(self) -> None:
+        """Insert the new incidents and update the changed ones, an executemany each."""
         assert self.conn is not None
-        for incident in [*self.done, *self.open.values()]:
-            values = {k: v for k, v in incident.items() if k != "id"}
-            if incident["id"] is None:
-                await self.conn.execute(insert(incidents).values(**values))
-            else:
-                statement = update(incidents).where(incidents.c.id == incident["id"])
-                await self.conn.execute(statement.values(**values))
+        every = [*self.done, *self.open.values()]
+        new = [{k: v for k, v in i.items() if k != "id"} for i in every if i["id"] is None]
+        changed = [i for i in every if i["id"] is not None and id(i) in self._changed]
+        if new:
+            await self.conn.execute(insert(incidents), new)
+        if changed:
+            names = [k for k in changed[0] if k != "id"]
+            statement = (
+                update(incidents)
+                .where(incidents.c.id == bindparam("k_id"))
+                .values({name: bindparam(name) for name in names})
+            )
+            params = [{"k_id": i["id"], **{name: i[name] for name in names}} for i in changed]
+            await self.conn.execute(statement, params)
 
 
 async def rebuild(conn: AsyncConnection, *, batch: int = 50_000) -> int:

@@ -40,7 +40,9 @@ log = structlog.get_logger("probe.transports.mllp")
 PROBE_ID = re.compile(r"(?<![0-9A-Za-z])PR[0-9A-F]{18}(?![0-9A-Za-z])")
 # What the source reports as carried unchanged, and so what a listener records by default.
 REPORTED_FIELDS = ("PID-5",)
-ARRIVAL_TTL = 600.0
+# Arrivals nobody waits for are kept this long: sightings are in the store from the moment
+# they arrive, so memory only bridges an arrival that beats its own `expect` by moments.
+ARRIVAL_TTL = 60.0
 MAX_TRACKED = 10_000  # probe ids remembered at most, whatever a peer sends
 MAX_COPIES = 1_000  # copies remembered per probe id
 _PRUNE_EVERY = 10.0
@@ -313,9 +315,9 @@ class MllpListener:
 
     def _arrive(self, probe_id: str, arrival: Arrival) -> None:
         self.stats.arrivals += 1
+        self._prune(arrival.seen_mono)  # at most every _PRUNE_EVERY, unless over the cap
         track = self._tracks.get(probe_id)
         if track is None:
-            self._prune(arrival.seen_mono)
             track = self._tracks[probe_id] = _Track(arrival.seen_mono)
         if len(track.copies) < MAX_COPIES:
             track.copies.append(arrival)
