@@ -166,7 +166,7 @@ class Store(Model):
     url: str = "sqlite+aiosqlite:///probe.db"
     retention: Retention = Retention()
     flush_interval: Duration = 0.2
-    batch_size: int = Field(default=500, ge=1)
+    batch_size: int = Field(default=2000, ge=1)
     # Where writes are spooled while the database is away; by default next to a SQLite
     # file (probe.db.spool), or ./probe-spool/<store> for PostgreSQL.
     spool_dir: str | None = None

@@ -210,8 +210,11 @@ class TextExposition:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        # (collector, child label values) -> label text pieces around where "le" goes
-        self._labels: dict[tuple[int, tuple[str, ...]], tuple[str, str, str, float, str]] = {}
+        # (label names, values) -> sorted label text, shared by every metric with the same
+        # labels (one entry per flow and destination); for histograms, also the parts
+        # before and after where "le" sorts in. Kept small: it lives as long as the daemon.
+        self._labels: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
+        self._le: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[str, str]] = {}
         self._floats: dict[float, str] = {}
         self._children = 0
 
@@ -223,12 +226,16 @@ class TextExposition:
         out: list[str] = []
         self._children = 0
         for collector in collectors:
-            if not self._render_fast(collector, out):
-                out.append(generate_latest(_One(collector)).decode("utf-8"))
+            lines: list[str] = []  # joined per metric: fewer small strings alive at once
+            if not self._render_fast(collector, lines):
+                lines = [generate_latest(_One(collector)).decode("utf-8")]
+            out.append("".join(lines))
+            del lines
         if len(self._floats) > 50_000:
             self._floats.clear()
         if len(self._labels) > 2 * self._children + 1_000:  # children removed (a reload)
             self._labels.clear()
+            self._le.clear()
         return "".join(out).encode("utf-8")
 
     def _fmt(self, value: float) -> str:
@@ -260,15 +267,13 @@ class TextExposition:
         out.append(f"# HELP {family} {doc}\n# TYPE {family} {typ}\n")
         created: list[str] = []
         use_created = client_metrics._use_created and typ != "gauge"
-        known, fmt, key = self._floats.get, self._fmt, id(metric)
+        known, fmt = self._floats.get, self._fmt
         self._children += len(children)
         cache = self._labels
         for values, child in children:
-            pieces = cache.get((key, values))
-            if pieces is None or (use_created and pieces[3] != child._created):
-                stamp = child._created if use_created else 0.0
-                pieces = cache[(key, values)] = _label_pieces(labelnames, values, stamp)
-            base = pieces[0]
+            base = cache.get((labelnames, values))
+            if base is None:
+                base = cache[(labelnames, values)] = _label_text(labelnames, values)
             if typ == "counter":
                 v = child._value._value
                 out.append(f"{name}_total{{{base}}} {known(v) or fmt(v)}\n")
@@ -276,7 +281,10 @@ class TextExposition:
                 v = child._value._value
                 out.append(f"{name}{{{base}}} {known(v) or fmt(v)}\n")
             else:
-                before_le, after_le = pieces[1], pieces[2]
+                pieces = self._le.get((labelnames, values))
+                if pieces is None:
+                    pieces = self._le[(labelnames, values)] = _le_parts(labelnames, values)
+                before_le, after_le = pieces
                 acc = 0.0
                 for bound, bucket in zip(child._upper_bounds, child._buckets, strict=True):
                     acc += bucket._value
@@ -287,7 +295,7 @@ class TextExposition:
                     v = child._sum._value
                     out.append(f"{name}_sum{{{base}}} {known(v) or fmt(v)}\n")
             if use_created:
-                created.append(f"{name}_created{{{base}}} {pieces[4]}\n")
+                created.append(f"{name}_created{{{base}}} {_go(child._created)}\n")
         if created:
             out.append(f"# HELP {name}_created {doc}\n# TYPE {name}_created gauge\n")
             out.extend(created)
@@ -298,14 +306,14 @@ def _go(value: float) -> str:
     return str(floatToGoString(value))  # type: ignore[no-untyped-call]
 
 
-def _label_pieces(
-    names: tuple[str, ...], values: tuple[str, ...], created: float
-) -> tuple[str, str, str, float, str]:
-    """The sorted label text, the parts before and after ``le`` (sorted in), the created
-    time and its text."""
+def _label_text(names: tuple[str, ...], values: tuple[str, ...]) -> str:
+    """The labels as the text format writes them: sorted by name, values escaped."""
+    return ",".join(f'{k}="{_escape_value(v)}"' for k, v in sorted(zip(names, values, strict=True)))
+
+
+def _le_parts(names: tuple[str, ...], values: tuple[str, ...]) -> tuple[str, str]:
+    """The label text before and after ``le``, which sorts in among the others."""
     pairs = sorted(zip(names, values, strict=True))
-    rendered = [f'{k}="{_escape_value(v)}"' for k, v in pairs]
-    base = ",".join(rendered)
-    before = "".join(f"{r}," for (k, _), r in zip(pairs, rendered, strict=True) if k < "le")
-    after = "".join(f",{r}" for (k, _), r in zip(pairs, rendered, strict=True) if k > "le")
-    return base, before, after, created, _go(created)
+    before = "".join(f'{k}="{_escape_value(v)}",' for k, v in pairs if k < "le")
+    after = "".join(f',{k}="{_escape_value(v)}"' for k, v in pairs if k > "le")
+    return before, after

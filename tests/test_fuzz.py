@@ -436,6 +436,16 @@ def test_a_probe_id_in_any_field_survives_the_round_trip(
         encoding=encoding,
         sent_at=NOW,
     )
+    # The source's parse-once builder makes the very same text.
+    builder = hl7v2.Builder(
+        config.template,
+        id_field=config.probe_field,
+        header=hl7v2.Header(**config.msh.model_dump()),
+        patient_id=config.patient.id,
+        patient_name=config.patient.name,
+        encoding=encoding,
+    )
+    assert builder(probe_id, NOW) == text
     # Characters outside the code page become "?", as an engine would show them.
     received = hl7v2.parse(text.encode(encoding, errors="replace").decode(encoding))
     assert probe_id in PROBE_ID.findall(hl7v2.field_text(received, id_field))

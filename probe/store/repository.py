@@ -528,7 +528,7 @@ async def open_store(
     url: str,
     *,
     flush_interval: float = 0.2,
-    batch_size: int = 500,
+    batch_size: int = 2000,
     migrate_sqlite: bool = True,
     spool: Path | None = None,
     node: str = "",

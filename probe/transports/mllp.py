@@ -93,7 +93,7 @@ class MllpProbeSource:
         self.config = config
         self.target = f"{config.host}:{config.port}"
         self._header = hl7v2.Header(**config.msh.model_dump())
-        self._template: str | None = None
+        self._builder: hl7v2.Builder | None = None
         self._tls: ssl.SSLContext | None = None
         self._lock = asyncio.Lock()
         self._conn: _Connection | None = None
@@ -122,18 +122,16 @@ class MllpProbeSource:
     def _build(self, probe: ProbeMessage) -> str:
         cfg = self.config
         try:
-            if self._template is None:
-                self._template = cfg.template  # a template_file is read once, not per probe
-            return hl7v2.build(
-                self._template,
-                probe_id=probe.probe_id,
-                id_field=cfg.probe_field,
-                header=self._header,
-                patient_id=cfg.patient.id,
-                patient_name=cfg.patient.name,
-                encoding=cfg.encoding,
-                sent_at=probe.sent_at,
-            )
+            if self._builder is None:  # a template_file is read and parsed once
+                self._builder = hl7v2.Builder(
+                    cfg.template,
+                    id_field=cfg.probe_field,
+                    header=self._header,
+                    patient_id=cfg.patient.id,
+                    patient_name=cfg.patient.name,
+                    encoding=cfg.encoding,
+                )
+            return self._builder(probe.probe_id, probe.sent_at)
         except Exception as exc:  # the file, or anything the hl7 package makes of it
             message = f"cannot build the message from the template: {exc}"
             raise TransportError(message, reason="template") from exc
