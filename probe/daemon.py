@@ -209,7 +209,14 @@ class Daemon:
         assert self.store is not None
         window = RESUME_WINDOW if startup else ADOPT_WINDOW
         try:
-            stored = await self.store.unresolved(since=utcnow() - window)
+            if startup:
+                stored = await self.store.unresolved(since=utcnow() - window)
+            else:
+                stored = await self.store.unresolved(
+                    since=utcnow() - window,
+                    deadline_before=utcnow() - ADOPT_AFTER,
+                    other_nodes=True,
+                )
         except (StoreError, SQLAlchemyError, OSError) as exc:
             log.error("resume_failed", error=str(exc)[:300])
             return

@@ -465,14 +465,28 @@ class Store:
             rows = await conn.execute(query)
             return {(r.probe_id, r.destination): (_aware(r.first), int(r.copies)) for r in rows}
 
-    async def unresolved(self, *, since: datetime) -> list[StoredProbe]:
-        """Probes claimed since ``since`` that may still lack a result for some destination."""
+    async def unresolved(
+        self,
+        *,
+        since: datetime,
+        deadline_before: datetime | None = None,
+        other_nodes: bool = False,
+    ) -> list[StoredProbe]:
+        """Probes claimed since ``since`` that may still lack a result for some destination.
+
+        ``deadline_before`` and ``other_nodes`` narrow it to other daemons' overdue probes,
+        the periodic look for a dead peer's: on one node that reads nothing at all.
+        """
         query = (
             select(probes, results.c.destination)
             .outerjoin(results, and_(results.c.probe_id == probes.c.probe_id))
             .where(probes.c.claimed_at >= since)
             .order_by(probes.c.claimed_at)
         )
+        if deadline_before is not None:
+            query = query.where(probes.c.deadline_at < deadline_before)
+        if other_nodes:
+            query = query.where(probes.c.node.is_distinct_from(self.node))
         found: dict[str, tuple[Any, set[str]]] = {}
         async with self.engine.connect() as conn:
             for row in await conn.execute(query):
