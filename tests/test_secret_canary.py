@@ -145,7 +145,9 @@ async def test_a_canary_secret_appears_nowhere(
     tmp_path = canary_env
     async with recording_server() as (port, heads):
         path = tmp_path / "probe.yaml"
-        path.write_text(yaml.safe_dump(_config(store_url, port), sort_keys=False))
+        config = _config(store_url, port)
+        config["store"]["spool_dir"] = str(tmp_path / "spool")  # not under the checkout
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
         loaded = load_config(path)
         assert {CANARY, FILE_CANARY, FILE_CANARY + "-key"} <= loaded.secrets
         async with running(loaded) as daemon:
