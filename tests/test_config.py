@@ -203,3 +203,37 @@ def test_the_design_documents_example_is_valid(monkeypatch: pytest.MonkeyPatch) 
     assert gs_rest.destinations[0].poll == 0.5
     assert labka_api.is_check
     assert loaded.config.maintenance[0].weekly is not None
+
+
+def _big_config(flows: int) -> str:
+    """A config well past `C_LOADER_FROM`, so libyaml's loader parses it."""
+    lines = ["flows:"]
+    for n in range(flows):
+        lines += [
+            f"  - name: check-{n:04d}",
+            "    source: {type: http, url: 'http://127.0.0.1:1/health'}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def test_a_big_config_loads_with_lines_and_its_errors_are_located(tmp_path: Path) -> None:
+    from probe.configfile import C_LOADER_FROM
+
+    text = _big_config(1500)
+    assert len(text) > C_LOADER_FROM
+    good = tmp_path / "big.yaml"
+    good.write_text(text)
+    assert len(load_config(good).config.flows) == 1500
+    last = text.count("\n")
+    for name, tail, line, message in [
+        ("syntax", "  - : : [\n", last + 1, "YAML syntax error"),
+        ("deep", "x: " + "[" * 3000 + "]" * 3000 + "\n", last + 1, "nesting depth"),
+        ("unknown", "  - name: x\n    sauce: {}\n", last + 2, "sauce"),
+    ]:
+        bad = tmp_path / f"{name}.yaml"
+        bad.write_text(text + tail)
+        with pytest.raises(ConfigError) as caught:
+            load_config(bad)
+        assert any(
+            p.startswith(f"{bad}:{line}:") and message in p for p in caught.value.problems
+        ), (name, caught.value.problems[:3])
