@@ -169,16 +169,22 @@ async def test_two_nodes_share_slots_and_survivor_carries_on(
         await wait_ready(node_b, logs["node-b"], ports["node-b"])
         started_at = time.time()
         # Kill a little after a slot starts: node-b's probes of that slot are claimed and
-        # sent, and their destination shows them only DELAY after the send.
+        # sent, and their destination shows them only DELAY after the send. Which node wins
+        # each claim is a race, so wait for a slot in which node-b holds some.
         kill_at = int(started_at + KILL_AFTER) + 0.3
-        await asyncio.sleep(kill_at - time.time())
+        open_at_kill: list[str] = []
+        for _ in range(10):
+            await asyncio.sleep(kill_at - time.time())
+            probe_rows, result_rows = await fetch_rows(postgres_url)
+            done = {r.probe_id for r in result_rows}
+            open_at_kill = [
+                p.probe_id for p in probe_rows if p.node == "node-b" and p.probe_id not in done
+            ]
+            if open_at_kill:
+                break
+            kill_at += INTERVAL
         killed_at = time.time()
         await kill_process(node_b)
-        probe_rows, result_rows = await fetch_rows(postgres_url)
-        done = {r.probe_id for r in result_rows}
-        open_at_kill = [
-            p.probe_id for p in probe_rows if p.node == "node-b" and p.probe_id not in done
-        ]
         # At least 2 minutes in all; longer while the dead node's probes are unresolved
         # and the survivor may still adopt them.
         await asyncio.sleep(max(0.0, started_at + MIN_RUN - time.time()))
