@@ -63,6 +63,15 @@ async def _crash(store: Store) -> None:
     await store.engine.dispose()
 
 
+def _offline_store(spool: Path) -> Store:
+    """A started store that never reaches its database: everything stays in its spool."""
+    dead = f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/none"
+    store = Store(create_engine(dead), flush_interval=3600, batch_size=10_000,
+                  spool=Spool(spool, node="a"), node="a")  # fmt: skip
+    store.start()
+    return store
+
+
 async def _counts(url: str) -> tuple[int, int, int]:
     engine = create_engine(url)
     try:
@@ -141,11 +150,7 @@ async def test_an_interrupted_replay_is_finished_without_doubles(
     store_url: str, tmp_path: Path
 ) -> None:
     spool = tmp_path / "spool"
-    # A store that never reaches its database: everything stays in its spool.
-    dead = f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/none"
-    offline = Store(create_engine(dead), flush_interval=3600, batch_size=10_000,
-                    spool=Spool(spool, node="a"), node="a")  # fmt: skip
-    offline.start()
+    offline = _offline_store(spool)
     rows = [_claim("gs-adt", T0 + timedelta(seconds=i)) for i in range(300)]
     for row in rows:
         assert await offline.claim(row)  # taken locally: the database is away
@@ -195,10 +200,7 @@ async def test_a_slot_a_peer_claimed_during_the_outage_is_not_doubled(
     store_url: str, tmp_path: Path
 ) -> None:
     spool = tmp_path / "spool"
-    dead = f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/none"
-    offline = Store(create_engine(dead), flush_interval=3600, batch_size=10_000,
-                    spool=Spool(spool, node="a"), node="a")  # fmt: skip
-    offline.start()
+    offline = _offline_store(spool)
     mine = [_claim("gs-adt", T0 + timedelta(seconds=i)) for i in range(3)]
     for row in mine:
         assert await offline.claim(row)
