@@ -13,6 +13,7 @@ import contextlib
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -343,7 +344,7 @@ class Daemon:
         log.info("signal", signal=sig.name, again=self._stop.is_set())
         self.request_stop()
 
-    def _exposition(self) -> bytes:
+    def _exposition(self) -> Iterator[bytes]:
         if self.store is not None:
             self.metrics.daemon(self.metrics.store_backlog).set(self.store.backlog)
         now = utcnow()
@@ -352,7 +353,7 @@ class Daemon:
         for flow in self.flows:
             active = any(covers(w, flow.name) and is_active(w, now, tz) for w in windows)
             self.metrics.flow_gauge(self.metrics.maintenance, flow.name).set(int(active))
-        return self.metrics.exposition()
+        return self.metrics.exposition_chunks()
 
     async def _monthly_report(self, month: str) -> dict[str, Any]:
         """The JSON of `probe report --month` (a `ValueError` for a bad month)."""

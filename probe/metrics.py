@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -17,7 +17,8 @@ from prometheus_client.utils import floatToGoString
 from prometheus_client.values import MutexValue
 
 from probe.config import FlowSpec
-from probe.model import Outcome, Result
+from probe.model import Result
+from probe.pair_series import PairSeries
 
 LATENCY_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
@@ -33,47 +34,12 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.static = dict(static_labels or {})
         extra = list(self.static)
-        dest = ["flow", "destination", *extra]
         flow = ["flow", *extra]
         r = self.registry
         self._text = TextExposition(r)
-        self.success = Gauge(
-            "probe_success", "1 if the last result was delivered, else 0.", dest, registry=r
-        )
-        self.duration = Gauge(
-            "probe_duration_seconds", "Latency of the last result.", dest, registry=r
-        )
-        self.results = Counter(
-            "probe_results", "Results by outcome.", [*dest, "outcome"], registry=r
-        )
-        self.latency = Histogram(
-            "probe_latency_seconds",
-            "Latency of delivered and late results.",
-            dest,
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.last_delivered = Gauge(
-            "probe_last_delivered_timestamp_seconds",
-            "Unix time of the last delivered result.",
-            dest,
-            registry=r,
-        )
-        self.slo_objective = Gauge(
-            "probe_slo_objective_ratio", "Configured SLO objective.", dest, registry=r
-        )
-        self.slo_latency = Gauge(
-            "probe_slo_latency_seconds", "Configured SLO latency.", dest, registry=r
-        )
-        self.duplicates = Counter(
-            "probe_duplicates", "Extra copies of probes seen at a destination.", dest, registry=r
-        )
-        self.mismatches = Counter(
-            "probe_content_mismatches",
-            "Results whose message arrived with changed content (e.g. a mangled name).",
-            dest,
-            registry=r,
-        )
+        # Per (flow, destination): one compact collector (see probe/pair_series.py).
+        self.pairs = PairSeries(self.static, LATENCY_BUCKETS)
+        r.register(self.pairs)
         self.in_flight = Gauge("probe_in_flight", "Probes sent and not resolved.", flow, registry=r)
         self.maintenance = Gauge(
             "probe_maintenance", "1 while a maintenance window covers the flow.", flow, registry=r
@@ -112,55 +78,36 @@ class Metrics:
 
     def declare(self, flows: list[FlowSpec]) -> None:
         """Create every series up front, so dashboards see zeros rather than gaps."""
+        static = tuple(self.static.values())
         for flow in flows:
             # Not set to 0: a reload declares a changed flow while its old probes are in flight.
-            self.in_flight.labels(flow.name, *self.static.values())
-            self.maintenance.labels(flow.name, *self.static.values()).set(0)
+            self.in_flight.labels(flow.name, *static)
+            self.maintenance.labels(flow.name, *static).set(0)
             targets = [(d.name, d.slo_latency, d.slo_objective) for d in flow.destinations]
             for dest, latency, objective in targets or [("", flow.slo_latency, flow.slo_objective)]:
-                labels = (flow.name, dest, *self.static.values())
-                self.slo_latency.labels(*labels).set(latency)
-                self.slo_objective.labels(*labels).set(objective)
-                self.latency.labels(*labels)
-                self.duplicates.labels(*labels)
-                self.mismatches.labels(*labels)
-                for outcome in Outcome:
-                    self.results.labels(*labels, outcome.value)
+                self.pairs.declare(flow.name, dest, latency=latency, objective=objective)
         self.daemon(self.scheduler_lag)
         self.daemon(self.store_write_errors)
 
     def forget(self, flow: str, destinations: list[str], *, whole: bool = False) -> None:
         """Stop exporting the series of ``destinations`` of ``flow`` (a config reload removed
         them); ``whole``: the flow is gone, so its per-flow series go too."""
-        static = tuple(self.static.values())
-        per_dest = (self.success, self.duration, self.latency, self.last_delivered,
-                    self.slo_objective, self.slo_latency, self.duplicates,
-                    self.mismatches)  # fmt: skip
-        gone: list[tuple[Gauge | Counter | Histogram, tuple[str, ...]]] = []
         for dest in destinations:
-            gone += [(metric, (flow, dest, *static)) for metric in per_dest]
-            gone += [(self.results, (flow, dest, *static, o.value)) for o in Outcome]
-        if whole:
-            gone += [(self.in_flight, (flow, *static)), (self.maintenance, (flow, *static))]
-            gone += [(self.skipped, (flow, *static, why)) for why in ("max_in_flight", "store")]
+            self.pairs.forget(flow, dest)
+        if not whole:
+            return
+        static = tuple(self.static.values())
+        gone: list[tuple[Gauge | Counter, tuple[str, ...]]] = [
+            (self.in_flight, (flow, *static)),
+            (self.maintenance, (flow, *static)),
+        ]
+        gone += [(self.skipped, (flow, *static, why)) for why in ("max_in_flight", "store")]
         for metric, labels in gone:
             with contextlib.suppress(KeyError):  # never created; older clients raise for it
                 metric.remove(*labels)
 
     def observe_result(self, result: Result, *, now: float) -> None:
-        labels = (result.flow, result.destination, *self.static.values())
-        outcome, latency = result.outcome, result.latency
-        self.results.labels(*labels, outcome.value).inc()
-        if result.duplicates:
-            self.duplicates.labels(*labels).inc(result.duplicates)
-        if result.mismatch:
-            self.mismatches.labels(*labels).inc()
-        self.success.labels(*labels).set(1 if outcome.good else 0)
-        if latency is not None and outcome in (Outcome.DELIVERED, Outcome.LATE):
-            self.duration.labels(*labels).set(latency)
-            self.latency.labels(*labels).observe(latency)
-        if outcome is Outcome.DELIVERED:
-            self.last_delivered.labels(*labels).set(now)
+        self.pairs.observe(result, now=now)
 
     def skip(self, flow: str, reason: str) -> None:
         self.skipped.labels(flow, *self.static.values(), reason).inc()
@@ -173,8 +120,12 @@ class Metrics:
         return metric.labels(*self.static.values()) if self.static else metric
 
     def exposition(self) -> bytes:
-        """The text format, byte for byte what `generate_latest` gives, in a tenth of the time."""
-        return self._text.render()
+        """The text format: what `generate_latest` gives, in a small part of the time."""
+        return b"".join(self._text.chunks())
+
+    def exposition_chunks(self) -> Iterator[bytes]:
+        """`exposition()` in pieces of a few hundred kB, to be sent as they are made."""
+        return self._text.chunks()
 
 
 _LEGACY_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -219,24 +170,31 @@ class TextExposition:
         self._children = 0
 
     def render(self) -> bytes:
+        return b"".join(self.chunks())
+
+    def chunks(self) -> Iterator[bytes]:
         try:
             collectors = list(self.registry._collector_to_names)
         except AttributeError:  # a prometheus_client without the attribute
-            return generate_latest(self.registry)
-        out: list[str] = []
+            yield generate_latest(self.registry)
+            return
         self._children = 0
         for collector in collectors:
+            if isinstance(collector, PairSeries):
+                for text in collector.render():
+                    if text:
+                        yield text.encode("utf-8")
+                continue
             lines: list[str] = []  # joined per metric: fewer small strings alive at once
             if not self._render_fast(collector, lines):
                 lines = [generate_latest(_One(collector)).decode("utf-8")]
-            out.append("".join(lines))
+            yield "".join(lines).encode("utf-8")
             del lines
         if len(self._floats) > 50_000:
             self._floats.clear()
         if len(self._labels) > 2 * self._children + 1_000:  # children removed (a reload)
             self._labels.clear()
             self._le.clear()
-        return "".join(out).encode("utf-8")
 
     def _fmt(self, value: float) -> str:
         text = self._floats.get(value)

@@ -6,14 +6,15 @@ It is served by `probe.listener.Listener`. Every error is JSON, ``{"error": "...
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from probe import status_page
@@ -27,22 +28,23 @@ Reload = Callable[[], Awaitable[FlowChanges]]
 
 def make_app(
     *,
-    exposition: Callable[[], bytes],
+    exposition: Callable[[], Iterator[bytes]],
     readiness: Callable[[], Awaitable[dict[str, bool]]],
     monthly_report: MonthlyReport | None = None,
     api: Api | None = None,
     reload: Reload | None = None,
     api_token: Callable[[], str | None] = lambda: None,
 ) -> Starlette:
-    """``exposition`` renders the metrics; ``readiness`` names each check and whether it passed;
-    ``monthly_report`` builds the report JSON for ``YYYY-MM`` (a `ValueError` for a bad month);
-    ``api`` serves ``/api/v1`` and the status page; ``reload`` reloads the config for
-    ``POST /-/reload``, which needs the bearer token ``api_token()`` (read at each request,
-    as a reload may change it) and answers 403 without one.
+    """``exposition`` renders the metrics, in chunks; ``readiness`` names each check and
+    whether it passed; ``monthly_report`` builds the report JSON for ``YYYY-MM`` (a
+    `ValueError` for a bad month); ``api`` serves ``/api/v1`` and the status page;
+    ``reload`` reloads the config for ``POST /-/reload``, which needs the bearer token
+    ``api_token()`` (read at each request, as a reload may change it) and answers 403
+    without one.
     """
 
     async def metrics(_: Request) -> Response:
-        return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
+        return StreamingResponse(_yielding(exposition()), media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -112,3 +114,11 @@ async def _http_error(_: Request, exc: Exception) -> Response:
 async def _server_error(_: Request, exc: Exception) -> Response:
     """A bug: a JSON 500 without details (the server logs the traceback)."""
     return error_response(500, "internal error")
+
+
+async def _yielding(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """Send each chunk as it is made, and let the probes run between chunks: a scrape of
+    5,000 flows is about 35 MB of text, which need not exist all at once."""
+    for chunk in chunks:
+        yield chunk
+        await asyncio.sleep(0)

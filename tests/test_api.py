@@ -196,7 +196,7 @@ async def test_status_and_paging_on_each_store(store_url: str) -> None:
             return None
 
         api = Api(ApiContext(engine, config, flows, calendar, run_now))
-        app = make_app(exposition=lambda: b"", readiness=_ready, api=api)
+        app = make_app(exposition=lambda: iter([b""]), readiness=_ready, api=api)
         transport = httpx.ASGITransport(app=app)
         start = (now - timedelta(hours=2)).isoformat()
         params: dict[str, Any] = {"from": start, "to": now.isoformat(), "limit": 7}
