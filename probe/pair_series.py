@@ -104,14 +104,25 @@ class PairSeries(Collector):
         self.static = dict(static_labels)
         self.bounds = tuple(float(b) for b in buckets)
         self.pairs: dict[tuple[str, str], _Pair] = {}
+        # Labels are written sorted by name, as prometheus_client does. "flow" and
+        # "destination" sort before "le" and "outcome"; a static label may sort anywhere,
+        # so the text of the static ones after "le" (`mid`, up to "outcome") and after
+        # "outcome" (`tail`) is the same for every pair, and goes into the templates.
+        ordered = sorted(self.static.items())
+        self._mid = "".join(f',{k}="{escape(v)}"' for k, v in ordered if "le" < k < "outcome")
+        self._tail = "".join(f',{k}="{escape(v)}"' for k, v in ordered if k > "outcome")
+        rest = (self._mid + self._tail).replace("%", "%%")
+        mid, tail = self._mid.replace("%", "%%"), self._tail.replace("%", "%%")
         les = [*(_num(b) for b in self.bounds), "+Inf"]
         name = LATENCY[0]
         # One template per family and pair; every "%s" is the pair's label text or a value.
-        self._histogram = "".join(f'{name}_bucket{{%s,le="{le}"}} %d\n' for le in les) + (
-            f"{name}_count{{%s}} %d\n{name}_sum{{%s}} %s\n"
+        self._histogram = (
+            "".join(f'{name}_bucket{{%s,le="{le}"{rest}}} %d\n' for le in les)
+            + f"{name}_count{{%s{rest}}} %d\n{name}_sum{{%s{rest}}} %s\n"
         )
         self._results = "".join(
-            f'{RESULTS[0]}_total{{%s,outcome="{outcome.value}"}} %d\n' for outcome in OUTCOMES
+            f'{RESULTS[0]}_total{{%s{mid},outcome="{outcome.value}"{tail}}} %d\n'
+            for outcome in OUTCOMES
         )
 
     # -- updates --------------------------------------------------------------------------
@@ -120,7 +131,8 @@ class PairSeries(Collector):
         pair = self.pairs.get((flow, destination))
         if pair is None:
             labels = {"flow": flow, "destination": destination, **self.static}
-            text = ",".join(f'{k}="{escape(v)}"' for k, v in sorted(labels.items()))
+            # The labels that sort before "le"; the others are `_mid` and `_tail`.
+            text = ",".join(f'{k}="{escape(v)}"' for k, v in sorted(labels.items()) if k < "le")
             pair = self.pairs[(flow, destination)] = _Pair(labels, text, len(self.bounds) + 1)
         return pair
 
@@ -156,7 +168,7 @@ class PairSeries(Collector):
         pairs = list(self.pairs.values())
         chunks = [pairs[i : i + CHUNK] for i in range(0, len(pairs), CHUNK)]
         for (name, kind, doc), attr in _SINGLE[:2]:
-            yield from self._single(name, kind, doc, attr, chunks)
+            yield from self._single(name, kind, doc, attr, chunks, self._mid + self._tail)
         yield _header(f"{RESULTS[0]}_total", RESULTS[1], RESULTS[2])
         results = self._results
         for chunk in chunks:
@@ -177,17 +189,17 @@ class PairSeries(Collector):
                 out.append(histogram % tuple(args))
             yield "".join(out)
         for (name, kind, doc), attr in _SINGLE[2:]:
-            yield from self._single(name, kind, doc, attr, chunks)
+            yield from self._single(name, kind, doc, attr, chunks, self._mid + self._tail)
 
     @staticmethod
     def _single(
-        name: str, kind: str, doc: str, attr: str, chunks: list[list[_Pair]]
+        name: str, kind: str, doc: str, attr: str, chunks: list[list[_Pair]], rest: str
     ) -> Iterator[str]:
         family = f"{name}_total" if kind == "counter" else name
         yield _header(family, kind, doc)
         for chunk in chunks:
             values = [(p.text, getattr(p, attr)) for p in chunk]
-            yield "".join(f"{family}{{{t}}} {_num(v)}\n" for t, v in values if v is not None)
+            yield "".join(f"{family}{{{t}{rest}}} {_num(v)}\n" for t, v in values if v is not None)
 
     def collect(self) -> Iterator[Metric]:
         """The same series as prometheus_client families (slow; for `generate_latest`)."""

@@ -22,7 +22,9 @@ from probe.metrics import LATENCY_BUCKETS, Metrics
 from probe.model import Outcome, Result
 
 SLOT = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
-STATIC = {"region": 'hoved"staden\\x\nny', "env": "prod"}
+# Static labels that sort before, between and after "destination", "flow", "le" and
+# "outcome", with values that need escaping (and a "%", which the templates must keep).
+STATIC = {"region": 'hoved"staden\\x\nny', "env": "prod", "app": "a%sb", "namespace": "n"}
 
 
 def _flows(names: list[str], dests: list[str]) -> list[FlowSpec]:
@@ -105,6 +107,22 @@ def test_the_fast_exposition_has_exactly_the_samples_of_generate_latest() -> Non
     theirs = generate_latest(metrics.registry).decode("utf-8")
     assert _samples(ours) == _samples(theirs)
     assert len(_samples(ours)) > 200  # 7 pairs, about 33 series each
+
+
+def _lines(text: str) -> set[tuple[str, float]]:
+    """(the series as written, its value): label order and escaping byte for byte."""
+    return {
+        (series, float(value))
+        for series, _, value in (line.rpartition(" ") for line in text.splitlines())
+        if series and not series.startswith("#") and "_created{" not in series
+    }
+
+
+def test_the_lines_are_written_as_generate_latest_writes_them() -> None:
+    metrics, _ = _fed(seed=5)
+    ours = _lines(metrics.exposition().decode("utf-8"))
+    theirs = _lines(generate_latest(metrics.registry).decode("utf-8"))
+    assert ours == theirs
 
 
 def test_the_latency_histogram_matches_prometheus_clients_own() -> None:
