@@ -267,7 +267,7 @@ def resolve_flows(config: Config) -> list[FlowSpec]:
             DestinationSpec(
                 name=dest.name,
                 config=dest,
-                poll=_first(getattr(dest, "poll", None), d.poll),
+                poll=_first(_poll(dest), d.poll),
                 slo_latency=_first(dest.slo.latency, latency),
                 slo_objective=_first(dest.slo.objective, objective),
             )
@@ -289,6 +289,12 @@ def resolve_flows(config: Config) -> list[FlowSpec]:
             )
         )
     return specs
+
+
+def _poll(dest: HttpDestination | MllpDestination | SqlDestination) -> float | None:
+    # Not getattr(dest, "poll", None): a missing attribute goes through pydantic's
+    # __getattr__, 2 us each: 40% of `resolve_flows`' time at 15,000 MLLP destinations.
+    return None if isinstance(dest, MllpDestination) else dest.poll
 
 
 def _first(*values: T | None) -> T:

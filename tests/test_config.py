@@ -5,8 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from probe.config import resolve_flows
 from probe.configfile import load_config
@@ -237,3 +241,129 @@ def test_a_big_config_loads_with_lines_and_its_errors_are_located(tmp_path: Path
         assert any(
             p.startswith(f"{bad}:{line}:") and message in p for p in caught.value.problems
         ), (name, caught.value.problems[:3])
+
+
+# --- configs past C_LOADER_FROM: the fast way, and the slow way when anything is wrong ---
+
+
+def _padded(source: Path, into: Path) -> Path:
+    """``source`` copied past `C_LOADER_FROM` by a comment at its end: same data, same lines."""
+    from probe.configfile import C_LOADER_FROM
+
+    padded = into / source.name
+    padded.write_text(source.read_text() + "# " + "x" * C_LOADER_FROM + "\n")
+    return padded
+
+
+@pytest.mark.parametrize(("name", "expected"), INVALID)
+def test_a_big_broken_config_has_the_same_messages(
+    name: str, expected: list[str], tmp_path: Path
+) -> None:
+    """The fast way finds a problem, and the slow way reports it with its line, as ever."""
+    if name == "invalid-yaml-syntax.yaml":  # libyaml's wording: big files always had it
+        expected = [f"{name}:4: YAML syntax error: did not find expected ',' or '}}'"]
+    with pytest.raises(ConfigError) as caught:
+        load_config(_padded(DATA / name, tmp_path), environ={})
+    assert [p.replace(f"{tmp_path}/", "") for p in caught.value.problems] == expected
+
+
+@pytest.mark.parametrize("name", ["valid-full.yaml", "design-example.yaml"])
+def test_a_big_valid_config_gives_the_same_flows_both_ways(name: str, tmp_path: Path) -> None:
+    from probe.configfile import _parse_plain
+
+    (tmp_path / "api-key.txt").write_text((DATA / "api-key.txt").read_text())
+    padded = _padded(DATA / name, tmp_path)
+    assert _parse_plain(padded.read_text()) is not None  # so load_config takes the fast way
+    environ = {"GS_TOKEN": "tok-abcdef"}
+    slow, fast = load_config(DATA / name, environ=environ), load_config(padded, environ=environ)
+    assert fast.config == slow.config
+    assert resolve_flows(fast.config) == resolve_flows(slow.config)
+    assert fast.secrets == slow.secrets
+
+
+def test_a_big_config_with_aliases_takes_the_slow_way_to_the_same_flows(tmp_path: Path) -> None:
+    from probe.configfile import _parse_plain
+
+    plain = _big_config(1500)
+    source = "source: {type: http, url: 'http://127.0.0.1:1/health'}"
+    aliased = plain.replace(source, "source: *src").replace(
+        "source: *src", f"source: &src {source.removeprefix('source: ')}", 1
+    )
+    assert aliased.count("*src") == 1499
+    assert _parse_plain(plain) is not None
+    assert _parse_plain(aliased) is None  # an alias: left to the node tree
+    flows = []
+    for text in (plain, aliased):
+        (tmp_path / "probe.yaml").write_text(text)
+        flows.append(resolve_flows(load_config(tmp_path / "probe.yaml").config))
+    assert flows[0] == flows[1]
+    assert len(flows[0]) == 1500
+
+
+def _node_tree_data(text: str) -> str:
+    """What `_parse_yaml` builds from ``text`` with libyaml, as its repr (``nan`` included)."""
+    return repr(yaml.load(text, Loader=yaml.CSafeLoader))
+
+
+YAML_KEYS = st.sampled_from(["a", "name", "1", "01", "true", "~", "null", "2026-01-01", "1.0",
+                             ".nan", "0x1f", "1_000", "1:30", "", "=", "<<", "x y"])  # fmt: skip
+YAML_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8),
+    st.sampled_from(["yes", "Off", "0o17", "-0x1A", "+.inf", "1e3", "1:2:3", "2026-11-26",
+                     "2001-12-14t21:59:43.10-05:00", "${ENV}", "30s", "~", "="]),
+)  # fmt: skip
+YAML_VALUES = st.recursive(
+    YAML_SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(YAML_KEYS, inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(derandomize=True, deadline=None, max_examples=400)
+@given(
+    document=st.dictionaries(YAML_KEYS | st.text(max_size=4), YAML_VALUES, max_size=4),
+    flow_style=st.booleans(),
+    scalar_style=st.sampled_from([None, "'", '"', "|", ">"]),
+)
+def test_the_fast_way_builds_what_the_node_tree_builds(
+    document: dict[Any, Any], flow_style: bool, scalar_style: str | None
+) -> None:
+    from probe.configfile import _parse_plain
+
+    text = yaml.safe_dump(document, default_flow_style=flow_style, default_style=scalar_style)
+    fast = _parse_plain(text)
+    if fast is not None:
+        assert repr(fast) == _node_tree_data(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "fast"),
+    [
+        pytest.param("a: 1\nb: [x, 2.5, null, true, 2026-11-26]\nc: {d: '1'}\n", True, id="plain"),
+        pytest.param("a: .nan\nb: 0x1f\nc: 1_000\nd: 1:30\ne: Off\n", True, id="yaml-1.1"),
+        pytest.param("a: 1\n...\n", True, id="document-end"),
+        pytest.param("1: a\n01: b\n", False, id="keys-equal-as-ints"),
+        pytest.param("a: &x 1\nb: *x\n", False, id="alias"),
+        pytest.param("a: &x 1\nb: &x 2\n", False, id="duplicate-anchor"),
+        pytest.param("a: !!str 1\n", False, id="tag"),
+        pytest.param("a: {b: 1}\nc: {<<: {b: 2}}\n", False, id="merge-key"),
+        pytest.param("a: 1\na: 2\n", False, id="duplicate-key"),
+        pytest.param("? [a]\n: 1\n", False, id="complex-key"),
+        pytest.param("a: 1\n---\nb: 2\n", False, id="two-documents"),
+        pytest.param("[1, 2]\n", False, id="a-list"),
+        pytest.param("# nothing\n", False, id="empty"),
+        pytest.param("a: 2026-13-45\n", False, id="no-such-date"),
+        pytest.param("a: =\n", False, id="value-key"),
+        pytest.param("a: [" + "[" * 70 + "]" * 70 + "]\n", False, id="deep"),
+        pytest.param("a: b: c\n", False, id="syntax"),
+    ],
+)
+def test_the_fast_way_builds_the_same_data_or_leaves_it_to_the_node_tree(
+    text: str, fast: bool
+) -> None:
+    from probe.configfile import _parse_plain
+
+    data = _parse_plain(text)
+    assert (data is not None) == fast
+    if data is not None:
+        assert repr(data) == _node_tree_data(text)
