@@ -1,20 +1,24 @@
 """Row 6: store write throughput, batched, on SQLite and PostgreSQL.
 
 In this process: `open_store(url)` with the config's defaults (flush_interval 0.2 s,
-batch_size 2000), `start()`, then `add_result` for N results (200 flows x 2 destinations,
-one slot per minute going back in time, 99% delivered with a latency, the rest spread over
-the other outcomes), in chunks of 1,000 with an `await asyncio.sleep(0)` between chunks, as
-fast as the producer can. The clock stops when `backlog` is 0, which happens after the last
-batch's transaction committed (results + rollups). results/s = N / that time.
+batch_size 2000) and a spool directory, as the daemon opens it, `start()`, then
+`add_result` for N results (200 flows x 2 destinations, one slot per minute going back in
+time, 99% delivered with a latency, the rest spread over the other outcomes), in chunks of
+1,000 with an `await asyncio.sleep(0)` between chunks, as fast as the producer can. Each
+result is appended to the spool file by `add_result`, and each batch commits its spool
+mark with its rows, as in the daemon. The clock stops when `backlog` is 0, which happens
+after the last batch's transaction committed (results, rollups, incidents, spool mark).
+results/s = N / that time.
 
 Two producers are measured:
 - ``burst``: all N enqueued at once-ish (the loop above);
 - ``paced``: 2,000 results every 50 ms (40,000/s offered), closer to a daemon resolving
-  a steady stream. The batch loop is woken by `_enqueue` only when the queue reaches
-  `batch_size`, so the paced producer keeps waking it and the burst one does not.
+  a steady stream.
 
 Each database is fresh: SQLite a temp file (migrated by `open_store`), PostgreSQL a new
 database `bench_perf_store` created with `createdb` and upgraded with `probe db upgrade`.
+`--no-spool` (`python -m bench.perf_store`) leaves the spool out, as the runs up to
+commit e2c5be9 did.
 """
 
 from __future__ import annotations
@@ -33,59 +37,6 @@ from probe.model import Outcome, Result, new_probe_id
 
 PG_DB = "bench_perf_store"
 PG_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{PG_DB}"
-
-
-async def batched_apply(conn: Any, rows: Any) -> None:
-    """A candidate for `probe.store.rollup.apply` (not used by the daemon): the same rollups
-    and incidents, with one SELECT for all the batch's rollup keys, one executemany INSERT
-    and one executemany UPDATE, and one SELECT of the open incidents of the batch's flows,
-    instead of 2 statements per (flow, destination, hour) plus 1 per (flow, destination)."""
-    from sqlalchemy import and_, bindparam, insert, select, tuple_, update
-
-    from probe.store import rollup
-    from probe.store.tables import incidents, rollups
-
-    hours = rollup.accumulate(rows)
-    keys = list(hours)
-    stored: dict[Any, Any] = {}
-    cols = tuple_(rollups.c.flow, rollups.c.destination, rollups.c.hour)
-    for i in range(0, len(keys), 300):
-        query = select(rollups).where(cols.in_(keys[i : i + 300])).with_for_update()
-        for row in await conn.execute(query):
-            stored[(row.flow, row.destination, row.hour)] = row
-    inserts, updates = [], []
-    for (flow, dest, hour), acc in hours.items():
-        values = acc.merge_into(stored.get((flow, dest, hour)))
-        if (flow, dest, hour) in stored:
-            updates.append({"k_flow": flow, "k_dest": dest, "k_hour": hour, **values})
-        else:
-            inserts.append({"flow": flow, "destination": dest, "hour": hour, **values})
-    if inserts:
-        await conn.execute(insert(rollups), inserts)
-    if updates:
-        names = [k for k in updates[0] if not k.startswith("k_")]
-        statement = (
-            update(rollups)
-            .where(and_(rollups.c.flow == bindparam("k_flow"),
-                        rollups.c.destination == bindparam("k_dest"),
-                        rollups.c.hour == bindparam("k_hour")))
-            .values({n: bindparam(n) for n in names})
-        )  # fmt: skip
-        await conn.execute(statement, updates)
-    machine = rollup.Incidents(conn)
-    pairs = {(r.flow, r.destination) for r in rows if not r.maintenance}
-    flows = sorted({f for f, _ in pairs})
-    for i in range(0, len(flows), 500):
-        query = (
-            select(incidents)
-            .where(incidents.c.end_at.is_(None), incidents.c.flow.in_(flows[i : i + 500]))
-            .with_for_update()
-        )
-        for row in await conn.execute(query):
-            if (row.flow, row.destination) in pairs:
-                machine.open[(row.flow, row.destination)] = dict(row._mapping)
-    machine.loaded |= pairs
-    await machine.feed(rows)
 
 
 def _results(n: int) -> list[Result]:
@@ -118,42 +69,12 @@ def _results(n: int) -> list[Result]:
     return out
 
 
-def _fast_result_row(r: Result) -> dict[str, Any]:
-    """A candidate for `repository._result_row`: the same dict without `dataclasses.asdict`
-    (which deep-copies every field, datetimes included)."""
-    return {
-        "probe_id": r.probe_id, "flow": r.flow, "destination": r.destination,
-        "outcome": str(r.outcome), "latency_s": r.latency, "latency_clock": r.latency_clock,
-        "duplicates": r.duplicates, "reason": r.reason, "slot_at": r.slot,
-        "resolved_at": r.resolved_at, "mismatch": r.mismatch, "maintenance": r.maintenance,
-    }  # fmt: skip
-
-
-def apply_candidates(which: set[str]) -> None:
-    """Patch this process's store with the candidate changes named in ``which``:
-    ``rollup`` (batched_apply), ``rows`` (no asdict), ``wake`` (the write loop goes on at
-    once while a full batch is queued, instead of waiting flush_interval)."""
-    from probe.store import repository, rollup
-
-    if "rollup" in which:
-        rollup.apply = batched_apply  # type: ignore[assignment]
-    if "rows" in which:
-        repository._result_row = _fast_result_row  # type: ignore[assignment]
-    if "wake" in which:
-        original = repository.Store._write_with_retry
-
-        async def write_then_wake(self: Any, batch: Any) -> None:
-            await original(self, batch)
-            if len(self._queue) - len(batch) >= self.batch_size:
-                self._queue_wake.set()
-
-        repository.Store._write_with_retry = write_then_wake  # type: ignore[method-assign]
-
-
-async def _measure(url: str, n: int, *, paced: bool, batch_size: int) -> dict[str, Any]:
+async def _measure(
+    url: str, n: int, *, paced: bool, batch_size: int, spool: Path | None
+) -> dict[str, Any]:
     from probe.store import open_store
 
-    store = await open_store(url, flush_interval=0.2, batch_size=batch_size)
+    store = await open_store(url, flush_interval=0.2, batch_size=batch_size, spool=spool)
     store.start()
     items = _results(n)
     try:
@@ -188,6 +109,7 @@ def measure_all(
     *,
     batch_size: int = 2000,
     producers: tuple[bool, ...] = (False, True),
+    spool: bool = True,
 ) -> list[dict[str, Any]]:
     out = []
     with tempfile.TemporaryDirectory(prefix="perf-store-") as tmp:
@@ -201,10 +123,14 @@ def measure_all(
                     _pg_reset()
                     _pg_upgrade(work)
                     url = PG_URL
-                r = asyncio.run(_measure(url, n, paced=paced, batch_size=batch_size))
+                spool_dir = work / f"spool-{db}-{paced}" if spool else None
+                r = asyncio.run(
+                    _measure(url, n, paced=paced, batch_size=batch_size, spool=spool_dir)
+                )
                 r |= {"db": db, "producer": "paced" if paced else "burst",
-                      "batch_size": batch_size, "load": loadavg()}  # fmt: skip
-                say(f"  row 6: {db:10} {r['producer']:5} batch {batch_size}: {n} results in "
+                      "batch_size": batch_size, "spool": spool, "load": loadavg()}  # fmt: skip
+                say(f"  row 6: {db:10} {r['producer']:5} batch {batch_size}"
+                    f"{'' if spool else ', no spool'}: {n} results in "
                     f"{r['seconds']:.2f}s = {r['per_s']:,.0f}/s (load {r['load']})")  # fmt: skip
                 out.append(r)
     subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", PG_DB],
@@ -213,16 +139,17 @@ def measure_all(
 
 
 def main() -> None:
-    """Run the store measurement alone, optionally with candidate changes patched in."""
+    """Run the store measurement alone."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("-n", type=int, default=20_000)
-    parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--candidates", default="", help="comma list: rollup,rows,wake")
+    parser.add_argument("--batch-size", type=int, default=2000)
+    parser.add_argument("--paced", action="store_true", help="also the paced producer")
+    parser.add_argument("--no-spool", action="store_true", help="no spool file (not as run)")
     args = parser.parse_args()
-    apply_candidates({c for c in args.candidates.split(",") if c})
-    measure_all(args.n, batch_size=args.batch_size, producers=(False,))
+    producers = (False, True) if args.paced else (False,)
+    measure_all(args.n, batch_size=args.batch_size, producers=producers, spool=not args.no_spool)
 
 
 def row6(*, quick: bool) -> RowResult:
@@ -230,7 +157,7 @@ def row6(*, quick: bool) -> RowResult:
     runs = measure_all(n, producers=(False,) if quick else (False, True))
     worst = min(r["per_s"] for r in runs)
     notes = [
-        f"{r['db']} {r['producer']} (batch_size {r['batch_size']}): {r['n']:,} results in "
+        f"{r['db']} {r['producer']} (batch_size {r['batch_size']}, spool): {r['n']:,} results in "
         f"{r['seconds']:.2f}s = {r['per_s']:,.0f} results/s (load {r['load']})"
         for r in runs
     ]

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from probe.errors import StoreError
 from probe.model import Outcome, Result, Sighting, new_probe_id
-from probe.store import ProbeRow, SentRow, Store, open_store
-from probe.store.tables import probes, results, sightings
+from probe.store import ProbeRow, SentRow, Store, bulk, create_engine, open_store, rollup
+from probe.store.migrate import upgrade
+from probe.store.tables import incidents, probes, results, rollups, sightings
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 
@@ -141,3 +143,154 @@ async def test_a_refused_row_does_not_block_the_batch(store_url: str) -> None:
     finally:
         await store.close()
     assert len(errors) == 2  # the batch, then the one row
+
+
+# --- many-row statements: one unnest() statement on PostgreSQL, executemany on SQLite ------
+
+CET = timezone(timedelta(hours=1))
+
+
+def _result_values(probe_id: str, destination: str, **changes: object) -> dict[str, object]:
+    values: dict[str, object] = {
+        "probe_id": probe_id, "destination": destination, "flow": "gs",
+        "slot_at": NOW.astimezone(CET), "outcome": "delivered", "latency_s": 0.1 + 0.2,
+        "latency_clock": None, "duplicates": 0, "reason": None,
+        "resolved_at": NOW + timedelta(microseconds=7), "mismatch": None, "maintenance": False,
+    }  # fmt: skip
+    return values | changes
+
+
+async def test_insert_rows_skips_conflicts_and_returns_only_the_inserted(store_url: str) -> None:
+    """Duplicates inside the rows and against stored rows are skipped on both databases,
+    RETURNING names exactly the rows inserted, and every value comes back as it went in."""
+    engine = create_engine(store_url)
+    first = [
+        _result_values("p1", "a", latency_s=None, reason="timeout", outcome="lost"),
+        _result_values("p1", "b", maintenance=True, mismatch="PID-5"),
+        _result_values("p1", "a", outcome="late"),  # the same key again: skipped
+    ]
+    again = [_result_values("p1", "b"), _result_values("p2", "a", duplicates=3)]
+    key = ("probe_id", "destination")
+    try:
+        async with engine.begin() as conn:
+            inserted = await bulk.insert_rows(
+                conn, results, first, returning=key, skip_conflicts=True
+            )
+            assert sorted(tuple(r) for r in inserted) == [("p1", "a"), ("p1", "b")]
+            inserted = await bulk.insert_rows(
+                conn, results, again, returning=key, skip_conflicts=True
+            )
+            assert [tuple(r) for r in inserted] == [("p2", "a")]
+            stored = (await conn.execute(select(results).order_by(*results.primary_key))).all()
+    finally:
+        await engine.dispose()
+    assert [dict(r._mapping) for r in stored] == [first[0], first[1], again[1]]
+    assert all(r.slot_at.utcoffset() == timedelta(0) for r in stored)
+
+
+async def test_insert_rows_refuses_what_a_row_insert_refuses(store_url: str) -> None:
+    """A naive datetime is refused on both databases; PostgreSQL refuses an over-long
+    string, never cutting it to the column's length (the arrays are text[])."""
+    engine = create_engine(store_url)
+    bad = [_result_values("p1", "a", resolved_at=datetime(2026, 1, 1))]  # noqa: DTZ001
+    if "postgresql" in store_url:
+        bad.append(_result_values("p" * 21, "a"))
+    try:
+        for row in bad:
+            with pytest.raises(SQLAlchemyError):
+                async with engine.begin() as conn:
+                    await bulk.insert_rows(conn, results, [row], skip_conflicts=True)
+        async with engine.connect() as conn:
+            assert (await conn.execute(select(func.count()).select_from(results))).scalar() == 0
+    finally:
+        await engine.dispose()
+
+
+async def test_update_rows_sets_each_row_by_its_key(store_url: str) -> None:
+    engine = create_engine(store_url)
+    rows = [_result_values(f"p{i}", "a", reason="timeout") for i in range(3)]
+    try:
+        async with engine.begin() as conn:
+            await bulk.insert_rows(conn, results, rows)
+            changes = [  # latency_s: a column of nulls only
+                {"probe_id": "p0", "destination": "a", "reason": None, "duplicates": 2,
+                 "latency_s": None},
+                {"probe_id": "p2", "destination": "a", "reason": "late", "duplicates": 0,
+                 "latency_s": None},
+                {"probe_id": "p9", "destination": "a", "reason": "none", "duplicates": 9,
+                 "latency_s": None},
+            ]  # fmt: skip
+            await bulk.update_rows(conn, results, changes, key=("probe_id", "destination"))
+            columns = (results.c.probe_id, results.c.reason, results.c.duplicates)
+            query = select(*columns, results.c.latency_s).order_by(results.c.probe_id)
+            found = (await conn.execute(query)).all()
+    finally:
+        await engine.dispose()
+    assert [tuple(r) for r in found] == [
+        ("p0", None, 2, None), ("p1", "timeout", 0, 0.1 + 0.2), ("p2", "late", 0, None),
+    ]  # fmt: skip
+
+
+async def _write_mixed(url: str) -> None:
+    """Results over several batches and hours, with replays, bad runs and maintenance."""
+    store = await open_store(url, flush_interval=0.01, batch_size=97)
+    store.start()
+    outcomes = [Outcome.DELIVERED] * 6 + [Outcome.LOST, Outcome.LATE, Outcome.SEND_ERROR]
+    written: list[Result] = []
+    try:
+        for i in range(600):
+            slot = NOW + timedelta(minutes=i // 6)
+            outcome = outcomes[(i * 7 + i // 50) % len(outcomes)]
+            latency = 0.05 * (1 + i % 13) if outcome in (Outcome.DELIVERED, Outcome.LATE) else None
+            result = Result(
+                f"m{i:05d}", f"flow-{i % 3}", "ab"[i % 2], outcome, latency,
+                "monotonic" if latency else None, 0, None, slot, slot, maintenance=i % 37 == 0,
+            )  # fmt: skip
+            store.add_result(result)
+            written.append(result)
+            if i % 5 == 0:
+                store.add_result(written[i // 2])  # a replay, in this batch or a later one
+            if i % 100 == 0:
+                await asyncio.sleep(0.02)  # let batches of several sizes go
+    finally:
+        await store.close()
+
+
+async def _derived(url: str) -> tuple[list[tuple[object, ...]], ...]:
+    engine = create_engine(url)
+    columns = [c for c in incidents.c if c.name != "id"]
+    try:
+        async with engine.connect() as conn:
+            found = []
+            for query in (
+                select(results).order_by(*results.primary_key),
+                select(rollups).order_by(*rollups.primary_key),
+                select(*columns).order_by(*columns),
+            ):
+                found.append([tuple(r) for r in await conn.execute(query)])
+            return tuple(found)
+    finally:
+        await engine.dispose()
+
+
+async def test_both_databases_store_identical_results_rollups_and_incidents(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """The PostgreSQL statements (unnest) and the SQLite ones (executemany) write the same
+    rows, and incremental rollups and incidents equal a rebuild from the raw results."""
+    urls = [f"sqlite+aiosqlite:///{tmp_path / 'same.db'}", postgres_url]
+    for url in urls:
+        engine = create_engine(url)
+        await upgrade(engine)
+        await engine.dispose()
+        await _write_mixed(url)
+    sqlite_rows, postgres_rows = [await _derived(url) for url in urls]
+    assert len(sqlite_rows[0]) == 600
+    assert sqlite_rows[2] != []  # some incidents, so they are compared too
+    assert sqlite_rows == postgres_rows
+    for url in urls:
+        engine = create_engine(url)
+        async with engine.begin() as conn:
+            await rollup.rebuild(conn)
+        await engine.dispose()
+        assert await _derived(url) == sqlite_rows

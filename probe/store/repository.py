@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, bindparam, event, func, insert, select, text, update
+from sqlalchemy import and_, event, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
@@ -36,7 +36,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from probe.errors import StoreError
 from probe.model import Result, Sighting, utcnow
-from probe.store import migrate, rollup
+from probe.store import bulk, migrate, rollup
 from probe.store.spool import Item, ProbeRow, SentRow, Spool, Spooled
 from probe.store.spool import read as read_spool
 from probe.store.tables import probes, results, sightings, spool_marks
@@ -357,30 +357,16 @@ class Store:
             ]  # fmt: skip
             seen = [_sighting_row(i) for i in items if isinstance(i, Sighting)]
             done = [_result_row(i) for i in items if isinstance(i, Result)]
-            if seen:
-                await conn.execute(insert(sightings), seen)
-            if sent:
-                statement = (
-                    update(probes)
-                    .where(probes.c.probe_id == bindparam("b_probe_id"))
-                    .values(
-                        sent_at=bindparam("b_sent_at"),
-                        send_reason=bindparam("b_send_reason"),
-                        detail=bindparam("b_detail"),
-                    )
-                )
-                await conn.execute(statement, [{f"b_{k}": v for k, v in r.items()} for r in sent])
+            await bulk.insert_rows(conn, sightings, seen)
+            await bulk.update_rows(conn, probes, sent, key=("probe_id",))
             if done:
                 # Idempotent: a result replayed after a restart changes nothing, rollups
                 # included, since only rows really inserted are rolled up.
-                statement = (
-                    self._insert(results)
-                    .on_conflict_do_nothing()
-                    .returning(results.c.probe_id, results.c.destination)
-                )
-                inserted = {
-                    (r.probe_id, r.destination) for r in await conn.execute(statement, done)
-                }
+                returned = await bulk.insert_rows(
+                    conn, results, done, returning=("probe_id", "destination"),
+                    skip_conflicts=True,
+                )  # fmt: skip
+                inserted = {(r.probe_id, r.destination) for r in returned}
                 fresh = []
                 for r in items:
                     # Only the copy the database inserted: a replay in the same batch is not.
@@ -601,6 +587,7 @@ def create_engine(url: str) -> AsyncEngine:
     if backend == "postgresql":
         # A database that does not answer must fail a connect in seconds, not minutes.
         connect_args["connect_timeout"] = 5
+        bulk.binary_lists()
     elif backend == "sqlite":
         # Each batch size is its own multi-row INSERT, and sqlite3 keeps 128 prepared
         # statements per connection by default, about 0.5 MB each for a 500-row batch:

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from probe.model import Outcome
+from probe.store import bulk
 from probe.store.sketch import Sketch
 from probe.store.tables import incidents, results, rollups
 
@@ -97,8 +97,9 @@ async def apply(conn: AsyncConnection, rows: Sequence[Row]) -> None:
     """Add newly written results to the rollups and incidents, in the caller's transaction.
 
     A batch costs a few statements whatever its size: one SELECT ... FOR UPDATE of the
-    stored hours it touches, one executemany INSERT and one executemany UPDATE, and one
-    SELECT of the open incidents of its flows (a statement per key cost 1 s a batch).
+    stored hours it touches, one INSERT and one UPDATE of many rows (`probe.store.bulk`),
+    and one SELECT of the open incidents of its flows (a statement per key cost 1 s a
+    batch).
     """
     if not rows:
         return
@@ -107,44 +108,25 @@ async def apply(conn: AsyncConnection, rows: Sequence[Row]) -> None:
     fresh = [key for key in hours if key not in stored]
     if fresh:
         # Another daemon may insert the same hour meanwhile: those are merged below.
-        statement = (
-            _dialect_insert(conn)(rollups)
-            .on_conflict_do_nothing()
-            .returning(rollups.c.flow, rollups.c.destination, rollups.c.hour)
-        )
         values = [_key_values(key) | hours[key].merge_into(None) for key in fresh]
-        done = {(r.flow, r.destination, r.hour) for r in await conn.execute(statement, values)}
+        returned = await bulk.insert_rows(
+            conn, rollups, values, returning=_KEY_COLUMNS, skip_conflicts=True
+        )
+        done = {(r.flow, r.destination, r.hour) for r in returned}
         raced = [key for key in fresh if key not in done]
         if raced:
             stored.update(await _stored_hours(conn, raced))
     changed = [key for key in hours if key in stored]
-    if changed:
-        statement = (
-            update(rollups)
-            .where(
-                rollups.c.flow == bindparam("k_flow"),
-                rollups.c.destination == bindparam("k_destination"),
-                rollups.c.hour == bindparam("k_hour"),
-            )
-            .values({name: bindparam(name) for name in _VALUE_COLUMNS})
-        )
-        params = [
-            {f"k_{k}": v for k, v in _key_values(key).items()} | hours[key].merge_into(stored[key])
-            for key in changed
-        ]
-        await conn.execute(statement, params)
+    params = [_key_values(key) | hours[key].merge_into(stored[key]) for key in changed]
+    await bulk.update_rows(conn, rollups, params, key=_KEY_COLUMNS)
     await Incidents(conn).feed(rows)
 
 
-_VALUE_COLUMNS = (*OUTCOMES, "maintenance", "latency_count", "latency_max", "latency")
+_KEY_COLUMNS = ("flow", "destination", "hour")
 
 
 def _key_values(key: Key) -> dict[str, Any]:
     return {"flow": key[0], "destination": key[1], "hour": key[2]}
-
-
-def _dialect_insert(conn: AsyncConnection) -> Any:
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
 async def _stored_hours(conn: AsyncConnection, keys: list[Key]) -> dict[Key, Any]:
@@ -232,22 +214,13 @@ class Incidents:
                     self.open[key] = dict(found._mapping)
 
     async def _save(self) -> None:
-        """Insert the new incidents and update the changed ones, an executemany each."""
+        """Insert the new incidents and update the changed ones, a statement each."""
         assert self.conn is not None
         every = [*self.done, *self.open.values()]
         new = [{k: v for k, v in i.items() if k != "id"} for i in every if i["id"] is None]
         changed = [i for i in every if i["id"] is not None and id(i) in self._changed]
-        if new:
-            await self.conn.execute(insert(incidents), new)
-        if changed:
-            names = [k for k in changed[0] if k != "id"]
-            statement = (
-                update(incidents)
-                .where(incidents.c.id == bindparam("k_id"))
-                .values({name: bindparam(name) for name in names})
-            )
-            params = [{"k_id": i["id"], **{name: i[name] for name in names}} for i in changed]
-            await self.conn.execute(statement, params)
+        await bulk.insert_rows(self.conn, incidents, new)
+        await bulk.update_rows(self.conn, incidents, changed, key=("id",))
 
 
 async def rebuild(conn: AsyncConnection, *, batch: int = 50_000) -> int:
