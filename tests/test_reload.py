@@ -154,7 +154,7 @@ async def test_reload_adds_and_removes_flows(tmp_path: Path) -> None:
             flows = (await _get(daemon, "/api/v1/flows")).json()["flows"]
             assert [f["name"] for f in flows] == ["keep", "new"]
             assert daemon.scheduler is not None
-            assert {job.id for job in daemon.scheduler.scheduler.get_jobs()} == {"keep", "new"}
+            assert daemon.scheduler.scheduled() == {"keep", "new"}
         probes, results = await _results_by_flow(tmp_path)
     gone_probes = [p for p in probes.values() if p.flow == "gone"]
     assert gone_probes
