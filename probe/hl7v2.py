@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import hl7
 
@@ -99,46 +98,6 @@ def build(
     if (segment_id, number) != ("MSH", 10):
         _put_id(message, segment_id, number, probe_id)
     return _text(message)
-
-
-# Stand-ins a `Builder` puts where each probe's own values go; probe ids are 20 characters.
-_ID_STAND_IN = "PRFFFFFFFFFFFFFFFFFF"
-_TS_AT = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
-_TS_STAND_IN = "99991231235959+0000"
-
-
-class Builder:
-    """`build` for one source: parses the template once, then fills in each probe's id and
-    time as text (parsing it per probe was a sixth of the daemon's CPU at 200 probes/s).
-
-    Falls back to `build` if the stand-ins are not found exactly where expected, e.g. a
-    patient name that happens to contain one.
-    """
-
-    def __init__(
-        self,
-        template: str,
-        *,
-        id_field: str,
-        header: Header,
-        patient_id: str,
-        patient_name: str,
-        encoding: str,
-    ) -> None:
-        self.args: dict[str, Any] = {
-            "template": template, "id_field": id_field, "header": header,
-            "patient_id": patient_id, "patient_name": patient_name, "encoding": encoding,
-        }  # fmt: skip
-        skeleton = build(probe_id=_ID_STAND_IN, sent_at=_TS_AT, **self.args)
-        ids = 1 if parse_field_name(id_field) == ("MSH", 10) else 2
-        fits = skeleton.count(_ID_STAND_IN) == ids and skeleton.count(_TS_STAND_IN) == 1
-        self.skeleton = skeleton if fits else None
-
-    def __call__(self, probe_id: str, sent_at: datetime) -> str:
-        if self.skeleton is None:
-            return build(probe_id=probe_id, sent_at=sent_at, **self.args)
-        stamp = sent_at.astimezone(UTC).strftime("%Y%m%d%H%M%S+0000")
-        return self.skeleton.replace(_ID_STAND_IN, probe_id).replace(_TS_STAND_IN, stamp)
 
 
 def _put_id(message: hl7.Message, segment_id: str, number: int, probe_id: str) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import structlog
+from prometheus_client import Gauge
 from structlog.contextvars import bound_contextvars
 
 from probe.config import DestinationSpec, FlowSpec
@@ -54,6 +55,7 @@ class FlowRuntime:
     source: Source
     lease: Resources
     observers: dict[str, Observer] = field(default_factory=dict)
+    in_flight: Gauge | None = None  # this flow's `probe_in_flight` child, fetched once
     users: int = 0
     retired: bool = False
     closed: bool = False
@@ -217,7 +219,10 @@ class Runner:
 
     async def _probe(self, runtime: FlowRuntime, probe_id: str, slot: datetime) -> list[Result]:
         flow = runtime.spec
-        in_flight = self.metrics.flow_gauge(self.metrics.in_flight, flow.name)
+        in_flight = runtime.in_flight
+        if in_flight is None:  # looked up once per runtime, not per probe
+            in_flight = self.metrics.flow_gauge(self.metrics.in_flight, flow.name)
+            runtime.in_flight = in_flight
         in_flight.inc()
         try:
             sent_mono = time.monotonic()

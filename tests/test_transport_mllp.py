@@ -28,10 +28,10 @@ from probe import hl7v2
 from probe.config import DestinationSpec
 from probe.errors import CheckFailed, ConnectError, ProtocolError
 from probe.mllp import END, START, FrameReader, frame
-from probe.model import ProbeMessage, new_probe_id
+from probe.model import ProbeMessage, Sighting, new_probe_id
 from probe.transport_config import MllpDestination, MllpSource
 from probe.transports import Resources, make_observer, make_source, mllp_listener
-from probe.transports.mllp import MllpObserver, MllpProbeSource
+from probe.transports.mllp import MllpObserver, MllpProbeSource, Template, read_ack
 from probe.transports.mllp_listener import MllpListener, close_writer
 from tests.helpers import closed_port
 
@@ -828,3 +828,156 @@ async def test_old_arrivals_are_forgotten(monkeypatch: pytest.MonkeyPatch) -> No
         listener: MllpListener = observer.listener
         assert listener.copies(old, match="MSH-10") == []
         assert len(listener.copies(new, match="MSH-10")) == 1
+
+
+# --- reading by splitting: the same answers as the hl7 package --------------------------
+
+_READ_ALIKE = [
+    pytest.param(_message("PR0123456789ABCDEF01").strip(b"\x0b\x1c\r").decode(), id="adt"),
+    pytest.param(_MSH + "MSA|AA|PR0123456789ABCDEF01\r", id="ack"),
+    pytest.param(_MSH + "MSA|AE|{id}|bad ward\rERR|x\r", id="ae-msa3"),
+    pytest.param(
+        _MSH + "MSA|AE|X\rERR|^^^207&Application error&HL70357||E|||||Unknown\r", id="ae-err8"
+    ),
+    pytest.param(_MSH + "MSA|AA\r", id="msa-short"),
+    pytest.param(_MSH + "MSA\r", id="msa-bare"),
+    pytest.param(_MSH + "MSA|CA|A1|\r\n", id="trailing-newline"),
+    pytest.param(_MSH + "MSA|AA|A1  \r  ", id="trailing-blanks"),
+    pytest.param("MSH|^~\\&|A|B\rPID|1||a~b^c&d^^\\F\\||N^M~O\rPID|2||second\r", id="rep-comp"),
+    pytest.param("MSH|^~\\&|A\rZZZ\rMSA|AA|x", id="bare-segment"),
+    pytest.param("MSH#^~\\&#A#B#C#D#T##ACK#X#P#2.5\rMSA#AA#X\r", id="other-separators"),
+    pytest.param("MSH|^~\\&\rMSA|AA|x\r", id="msh-without-fields"),
+]
+_FIELDS = ["MSH-1", "MSH-2", "MSH-3", "MSH-9", "MSH-10", "MSH-12", "MSH-40", "PID-3", "PID-5",
+           "PID-1", "MSA-1", "MSA-2", "MSA-3", "MSA-9", "ERR-1", "ZZZ-1", "ORC-2"]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", _READ_ALIKE)
+def test_raw_fields_and_acks_read_as_the_hl7_package_reads_them(text: str) -> None:
+    parsed = hl7v2.parse(text)
+    raw = mllp_listener.RawMessage.of(text)
+    if raw is None:  # other separators: these go through the hl7 package
+        assert not text.startswith("MSH|^~\\&|")
+    else:
+        assert {name: raw.field(name) for name in _FIELDS} == {
+            name: hl7v2.field_text(parsed, name) for name in _FIELDS
+        }
+        assert raw.is_reply() is mllp_listener._is_reply(parsed)
+    try:
+        expected: object = hl7v2.read_ack(text)
+    except ProtocolError as exc:
+        expected = str(exc)
+    try:
+        got: object = read_ack(text)
+    except ProtocolError as exc:
+        got = str(exc)
+    assert got == expected
+
+
+@pytest.mark.parametrize("text", ["", "MSH", " MSH|^~\\&|A\rMSA|AA|x", "HTTP/1.1 200 OK\r\n"])
+def test_text_that_is_not_plain_hl7_is_left_to_the_hl7_package(text: str) -> None:
+    assert mllp_listener.RawMessage.of(text) is None
+
+
+@pytest.mark.parametrize("message", ["adt_a08", "orm_o01"])
+@pytest.mark.parametrize("probe_field", [None, "MSH-10", "PID-3", "PID-5", "ZZZ-2"])
+@pytest.mark.parametrize(
+    "patient_name",
+    [NAME, "PRFFFFFFFFFFFFFFFFFF", "99991231235959+0000"],  # the last two: the stand-ins
+    ids=["name", "id-stand-in", "time-stand-in"],
+)
+def test_the_template_fills_in_what_build_gives(
+    message: str, probe_field: str | None, patient_name: str
+) -> None:
+    options: dict[str, Any] = {"message": message, "patient": {"name": patient_name}}
+    if probe_field:
+        options["id_field"] = probe_field
+    config = MllpSource.model_validate({"type": "mllp", "host": "h", "port": 1, **options})
+    args: dict[str, Any] = {
+        "id_field": config.probe_field, "header": hl7v2.Header(**config.msh.model_dump()),
+        "patient_id": config.patient.id, "patient_name": config.patient.name,
+        "encoding": config.encoding,
+    }  # fmt: skip
+    template = Template(config.template, **args)
+    if patient_name == NAME:  # the time is in MSH-7 and EVN-2 of adt_a08: filled in both
+        assert template.skeleton is not None
+    for probe_id, sent_at in [
+        ("PR0123456789ABCDEF01", NOW),
+        (new_probe_id(), datetime(2027, 3, 28, 1, 59, 59, 999999, tzinfo=UTC)),
+    ]:
+        text, reported = template.fill(probe_id, sent_at)
+        built = hl7v2.build(config.template, probe_id=probe_id, sent_at=sent_at, **args)
+        assert text == built
+        parsed = hl7v2.parse(built)
+        assert reported == {"PID-5": hl7v2.field_text(parsed, "PID-5")}
+
+
+async def test_flows_sharing_a_destination_name_record_each_arrival_once() -> None:
+    """Many flows on one listener: one sighting per destination name, by the first flow that
+    records it; when that flow goes (a reload), the next one records."""
+    listener = MllpListener("127.0.0.1:0")
+    recorded: dict[str, list[tuple[str, str]]] = {"a": [], "b": [], "c": []}
+
+    def recorder(flow: str) -> Callable[[Sighting], None]:
+        return lambda s: recorded[flow].append((s.probe_id, s.destination))
+
+    a = listener.register("PID-3", ["PID-5"], destination="labka")
+    b = listener.register("PID-3", ["PID-5"], destination="labka")
+    c = listener.register("MSH-10", [], destination="epm3")
+    for flow, interest in (("a", a), ("b", b), ("c", c)):
+        listener.set_recorder(interest, recorder(flow))
+    await listener.start()
+    try:
+        one, two = new_probe_id(), new_probe_id()
+        async with client(listener.port) as (reader, writer):
+            writer.write(_message(one))
+            await read_replies(reader, 1)
+            listener.unregister(a)
+            writer.write(_message(two))
+            await read_replies(reader, 1)
+        assert recorded == {
+            "a": [(one, "labka")],
+            "b": [(two, "labka")],
+            "c": [(one, "epm3"), (two, "epm3")],
+        }
+        (copy,) = listener.copies(one, match="PID-3")
+        assert copy.found_in == {"PID-3", "MSH-10"}
+        assert copy.fields == {"PID-5": NAME}
+    finally:
+        await listener.aclose()
+
+
+def _masked(ack: str) -> str:
+    """An ACK with its MSH-7 (the time it was made) blanked."""
+    msh, _, rest = ack.partition("\r")
+    fields = msh.split("|")
+    fields[6] = "T"
+    return "|".join(fields) + "\r" + rest
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        _message("PR0123456789ABCDEF01").strip(b"\x0b\x1c\r").decode(),
+        "MSH|^~\\&|GS^X|RH&Y|LABKA|RH|20261126||ADT^A08^ADT_A01|ID1|P|2.5|||AL|NE\rPID|1",
+        "MSH|^~\\&|GS|RH|||T||ORM^O01|A|T|2.3",
+        "MSH|^~\\&|GS|RH|||T||ADT^|A||",  # empty trigger, MSH-11 and MSH-12
+        "MSH|^~\\&|GS|RH|||T||ADT^A08|" + "X" * 30 + "|P|2.5",  # a long MSH-10
+        "MSH|^~\\&|GS|RH|||T||ADT|A|P|2.5",  # no trigger: the hl7 package refuses it
+        "MSH|^~\\&|GS|RH|||T||ADT^A08~X^Y|A|P|2.5",  # a repetition: left to the package
+        "MSH|^~\\&|GS|RH|||T||ADT^A08|A|P",  # no MSH-12: the package refuses it
+    ],
+)
+def test_raw_acks_are_what_the_hl7_package_makes(text: str) -> None:
+    raw = mllp_listener.RawMessage.of(text)
+    assert raw is not None
+    try:
+        expected: str | None = _masked(hl7v2.ack(hl7v2.parse(text), "AA"))
+    except ProtocolError:
+        expected = None
+    made = raw.ack()
+    if made is not None:
+        assert _masked(made) == expected
+    # Where the raw way declines, the listener asks the hl7 package (which may refuse).
+    elif expected is not None:
+        assert _masked(hl7v2.ack(hl7v2.parse(raw.header), "AA")) == expected

@@ -174,6 +174,11 @@ def fill(template: str, variables: Mapping[str, str], *, url: bool = False) -> s
     return _TEMPLATE.sub(value, template)
 
 
+def has_variables(template: str) -> bool:
+    """Whether ``template`` has any ``${probe_id}``-style variable for `fill` to fill."""
+    return _TEMPLATE.search(template) is not None
+
+
 async def poll_until(
     look: Callable[[], Awaitable[Sighting | None]], *, every: float, deadline: float
 ) -> Sighting | None:

@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
+from httpx_aiohttp.transport import map_aiohttp_exceptions
 from jsonpath_ng.ext.parser import parse as parse_jsonpath
 
 from probe.config import DestinationSpec
@@ -27,7 +28,7 @@ from probe.errors import (
 )
 from probe.model import ProbeMessage, Receipt, Sighting, utcnow
 from probe.transport_config import HttpDestination, HttpSource
-from probe.transports.base import OBSERVERS, SOURCES, Resources, fill, poll_until
+from probe.transports.base import OBSERVERS, SOURCES, Resources, fill, has_variables, poll_until
 
 
 @contextmanager
@@ -75,16 +76,24 @@ class HttpProbeSource:
         self.config = config
         self.client = http_client(resources, verify=config.tls.verify, ca_file=config.tls.ca_file)
         self.target = _target(config.url)
+        # A request without per-probe values (a plain check) is prepared once.
+        texts = [config.url, config.body or "", *config.headers.values()]
+        self._fixed = not any(has_variables(text) for text in texts)
+        self._url = httpx.URL(config.url) if self._fixed else None
+        self._body = config.body.encode() if self._fixed and config.body is not None else None
 
     async def send(self, probe: ProbeMessage) -> Receipt:
-        variables = probe.variables()
         cfg = self.config
-        body = fill(cfg.body, variables).encode() if cfg.body is not None else None
-        headers = {name: fill(value, variables) for name, value in cfg.headers.items()}
+        if self._url is not None:
+            url: httpx.URL | str = self._url
+            body, headers = self._body, cfg.headers
+        else:
+            variables = probe.variables()
+            url = fill(cfg.url, variables, url=True)
+            body = fill(cfg.body, variables).encode() if cfg.body is not None else None
+            headers = {name: fill(value, variables) for name, value in cfg.headers.items()}
         with map_http_errors(self.target):
-            response = await self.client.request(
-                cfg.method, fill(cfg.url, variables, url=True), content=body, headers=headers
-            )
+            response = await self.client.request(cfg.method, url, content=body, headers=headers)
             await response.aread()
         status = response.status_code
         expected = cfg.expect_status
@@ -213,12 +222,67 @@ def http_client(resources: Resources, *, verify: bool, ca_file: str | None) -> h
         if verify and ca_file:
             tls = ssl.create_default_context(cafile=ca_file)
         return httpx.AsyncClient(
-            transport=AiohttpTransport(verify=tls, limits=LIMITS),
+            transport=BufferedAiohttpTransport(verify=tls, limits=LIMITS),
             timeout=None,  # noqa: S113 - the runner owns every deadline
             follow_redirects=False,
         )
 
     return resources.shared(("http", verify, ca_file), make)
+
+
+# What a request without a timeout of its own gets (the runner owns every deadline).
+_NO_TIMEOUT = aiohttp.ClientTimeout(sock_connect=None, sock_read=None, connect=None)
+
+
+class BufferedAiohttpTransport(AiohttpTransport):
+    """httpx-aiohttp's transport (same session, connection pool, TLS and error mapping),
+    which reads the whole body inside the one aiohttp request instead of handing httpx a
+    stream to read chunk by chunk.
+
+    Every probe and poll reads the whole body anyway; the stream's layers of async
+    iterators were a fifth of the CPU of a check (bench/RESULTS.md, row 2).
+    """
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not isinstance(self.client, aiohttp.ClientSession):
+            self.client = self.get_client()
+        wanted = request.extensions.get("timeout", {})
+        timeout = _NO_TIMEOUT
+        if any(wanted.get(key) is not None for key in ("connect", "read", "pool")):
+            timeout = aiohttp.ClientTimeout(
+                sock_connect=wanted.get("connect"),
+                sock_read=wanted.get("read"),
+                connect=wanted.get("pool"),
+            )
+        with map_aiohttp_exceptions():
+            data: bytes | httpx.AsyncByteStream | None
+            try:
+                data = request.content or None
+            except httpx.RequestNotRead:
+                data = request.stream  # type: ignore[assignment]
+                request.headers.pop("transfer-encoding", None)  # aiohttp does the chunking
+            async with self.client.request(
+                request.method,
+                str(request.url),
+                headers=request.headers.multi_items(),
+                data=data,
+                allow_redirects=False,
+                auto_decompress=False,  # httpx decodes, as it does for its own transport
+                compress=False,
+                timeout=timeout,
+                server_hostname=request.extensions.get("sni_hostname"),
+            ) as response:
+                body = await response.read()
+        extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
+        if response.reason:
+            extensions["reason_phrase"] = response.reason.encode()
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.raw_headers,
+            content=body,
+            request=request,
+            extensions=extensions,
+        )
 
 
 def _observer(spec: DestinationSpec, resources: Resources) -> HttpPollObserver:

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 
@@ -31,6 +33,7 @@ from probe.transports.mllp_listener import (
     REPORTED_FIELDS,
     Arrival,
     MllpListener,
+    RawMessage,
     close_writer,
 )
 
@@ -93,13 +96,13 @@ class MllpProbeSource:
         self.config = config
         self.target = f"{config.host}:{config.port}"
         self._header = hl7v2.Header(**config.msh.model_dump())
-        self._builder: hl7v2.Builder | None = None
+        self._template: Template | None = None
         self._tls: ssl.SSLContext | None = None
         self._lock = asyncio.Lock()
         self._conn: _Connection | None = None
 
     async def send(self, probe: ProbeMessage) -> Receipt:
-        text = self._build(probe)
+        text, reported = self._build(probe)
         try:
             payload = frame(text.encode(self.config.encoding))
         except UnicodeEncodeError as exc:
@@ -108,7 +111,7 @@ class MllpProbeSource:
         async with self._lock:
             reply = await self._exchange(payload)
             try:
-                return self._classify(reply, probe.probe_id, sent=text)
+                return self._classify(reply, probe.probe_id, reported=reported)
             except (ProtocolError, CheckFailed) as exc:
                 if exc.reason in ("protocol", "ack_mismatch"):
                     self._drop()  # out of step with the peer: start the next probe afresh
@@ -119,11 +122,12 @@ class MllpProbeSource:
         if conn is not None:
             await close_writer(conn.writer)
 
-    def _build(self, probe: ProbeMessage) -> str:
+    def _build(self, probe: ProbeMessage) -> tuple[str, dict[str, str]]:
+        """The message text, and the `REPORTED_FIELDS` as sent."""
         cfg = self.config
         try:
-            if self._builder is None:  # a template_file is read and parsed once
-                self._builder = hl7v2.Builder(
+            if self._template is None:  # a template_file is read and parsed once
+                self._template = Template(
                     cfg.template,
                     id_field=cfg.probe_field,
                     header=self._header,
@@ -131,7 +135,7 @@ class MllpProbeSource:
                     patient_name=cfg.patient.name,
                     encoding=cfg.encoding,
                 )
-            return self._builder(probe.probe_id, probe.sent_at)
+            return self._template.fill(probe.probe_id, probe.sent_at)
         except Exception as exc:  # the file, or anything the hl7 package makes of it
             message = f"cannot build the message from the template: {exc}"
             raise TransportError(message, reason="template") from exc
@@ -179,8 +183,8 @@ class MllpProbeSource:
                 raise ConnectError(message, reason="tls") from exc
         return self._tls
 
-    def _classify(self, reply: str, probe_id: str, *, sent: str) -> Receipt:
-        ack = hl7v2.read_ack(reply)
+    def _classify(self, reply: str, probe_id: str, *, reported: dict[str, str]) -> Receipt:
+        ack = read_ack(reply)
         code = ack.code
         if code in hl7v2.ACK_CODES_ERROR:
             text = ack.text or "no error text"
@@ -190,9 +194,66 @@ class MllpProbeSource:
             raise CheckFailed(message, reason="ack_mismatch")
         if code not in hl7v2.ACK_CODES_OK:
             raise ProtocolError(f"ACK with unknown MSA-1 {code!r} from {self.target}")
-        message = hl7v2.parse(sent)
-        fields = {name: hl7v2.field_text(message, name) for name in REPORTED_FIELDS}
-        return Receipt(detail=f"ACK {code}", fields={k: v for k, v in fields.items() if v})
+        return Receipt(detail=f"ACK {code}", fields={k: v for k, v in reported.items() if v})
+
+
+# Stand-ins for each probe's own values; two sets, to check where each one lands.
+_STAND_INS = (
+    ("PRFFFFFFFFFFFFFFFFFF", datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),
+    ("PREEEEEEEEEEEEEEEEEE", datetime(9998, 11, 30, 22, 58, 58, tzinfo=UTC)),
+)
+
+
+def _stamp(sent_at: datetime) -> str:
+    return sent_at.astimezone(UTC).strftime("%Y%m%d%H%M%S+0000")
+
+
+class Template:
+    """`hl7v2.build` for one source, parsed once: each probe's id and time go into the text.
+
+    The message is built with two different sets of stand-ins, and the text way is used only
+    if putting the second set into the first message gives exactly the second message (so
+    it gives what `build` gives for any probe). Otherwise every probe is built by `build`,
+    as is a template where the time appears in several fields (MSH-7 and EVN-2), which the
+    earlier `hl7v2.Builder` did not take.
+    """
+
+    def __init__(self, template: str, **args: Any) -> None:
+        self.args: dict[str, Any] = {"template": template, **args}
+        (id_a, at_a), (id_b, at_b) = _STAND_INS
+        first = hl7v2.build(probe_id=id_a, sent_at=at_a, **self.args)
+        second = hl7v2.build(probe_id=id_b, sent_at=at_b, **self.args)
+        same = first.replace(id_a, id_b).replace(_stamp(at_a), _stamp(at_b)) == second
+        fits = same and id_b not in first and _stamp(at_b) not in first
+        self.skeleton = first if fits else None
+        self._stand_in = _stamp(at_a)
+        parsed = hl7v2.parse(first)
+        self.reported = {name: hl7v2.field_text(parsed, name) for name in REPORTED_FIELDS}
+
+    def fill(self, probe_id: str, sent_at: datetime) -> tuple[str, dict[str, str]]:
+        """The message for one probe, and its `REPORTED_FIELDS`."""
+        if self.skeleton is None:
+            text = hl7v2.build(probe_id=probe_id, sent_at=sent_at, **self.args)
+            parsed = hl7v2.parse(text)
+            return text, {name: hl7v2.field_text(parsed, name) for name in REPORTED_FIELDS}
+        id_a, stand_in = _STAND_INS[0][0], self._stand_in
+        stamp = _stamp(sent_at)
+        reported = {
+            name: value.replace(id_a, probe_id).replace(stand_in, stamp)
+            for name, value in self.reported.items()
+        }
+        return self.skeleton.replace(id_a, probe_id).replace(stand_in, stamp), reported
+
+
+def read_ack(text: str) -> hl7v2.AckResult:
+    """`hl7v2.read_ack`, by splitting when the reply has the standard separators and its
+    error text (if any) is in MSA-3; anything else goes through `hl7v2.read_ack`."""
+    raw = RawMessage.of(text)
+    if raw is not None and raw.has("MSA"):
+        error = raw.field("MSA-3")
+        if error or not raw.has("ERR"):
+            return hl7v2.AckResult(raw.field("MSA-1"), raw.field("MSA-2"), error)
+    return hl7v2.read_ack(text)
 
 
 class MllpObserver:
@@ -235,7 +296,7 @@ class MllpObserver:
 
     def set_recorder(self, record: Callable[[Sighting], None]) -> None:
         """Record every arrival for this destination with ``record`` (the store)."""
-        self._interest.record = record
+        self.listener.set_recorder(self._interest, record)
 
     async def aclose(self) -> None:
         """The listener is shared and closed by its owner."""
