@@ -213,9 +213,9 @@ class Template:
 
     The message is built with two different sets of stand-ins, and the text way is used only
     if putting the second set into the first message gives exactly the second message (so
-    it gives what `build` gives for any probe). Otherwise every probe is built by `build`,
-    as is a template where the time appears in several fields (MSH-7 and EVN-2), which the
-    earlier `hl7v2.Builder` did not take.
+    it gives what `build` gives for any probe); otherwise every probe is built by `build`.
+    A template with the time in several fields (MSH-7 and EVN-2) is filled as text too:
+    the `hl7v2.Builder` this replaces fell back to `build` for it, for every probe.
     """
 
     def __init__(self, template: str, **args: Any) -> None:
