@@ -13,7 +13,7 @@ from probe import __version__, logs
 from probe.config import FlowSpec, resolve_flows
 from probe.configfile import LoadedConfig, load_config
 from probe.durations import format_duration
-from probe.errors import ConfigError, StoreError
+from probe.errors import ConfigError, StartupError, StoreError
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_STORE = 0, 1, 2, 3
 
@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_CONFIG
-    except StoreError as exc:
+    except (StoreError, StartupError) as exc:
         print(f"error: {logs.redactor.redact(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
     except OSError as exc:
@@ -73,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     once = command("once", cmd_once, "Run every flow once, print the results.")
     with_config(once)
     once.add_argument("--flow", help="only this flow")
+    once.add_argument(
+        "--store",
+        action="store_true",
+        help="also write the results to the configured store, marked ad hoc: kept for the "
+        "record and left out of every statistic (by default nothing is written)",
+    )
     demo = command("demo", cmd_demo, "Run the simulator and the daemon together on SQLite.")
     demo.add_argument("--duration", type=float, default=120.0, help="seconds (default 120)")
     with_config(command("sim", cmd_sim, "Run the simulated integration landscape."))
@@ -153,7 +159,7 @@ def cmd_once(args: argparse.Namespace) -> int:
     from probe.once import run_once
 
     loaded = _load(args)
-    code: int = asyncio.run(run_once(loaded, only=args.flow))
+    code: int = asyncio.run(run_once(loaded, only=args.flow, store=args.store))
     return code
 
 
@@ -213,6 +219,7 @@ def cmd_db_rollup(args: argparse.Namespace) -> int:
     from probe.store.maintenance import rebuild_rollups
 
     loaded = _load(args)
-    read = asyncio.run(rebuild_rollups(loaded.config.store.url))
+    intervals = {f.name: f.interval for f in resolve_flows(loaded.config) if f.interval}
+    read = asyncio.run(rebuild_rollups(loaded.config.store.url, intervals=intervals))
     print(f"rebuilt rollups and incidents from {read} results")
     return EXIT_OK

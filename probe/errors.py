@@ -2,6 +2,7 @@
 
     ProbeError
     ├── ConfigError            a config file that cannot be used (exit 2)
+    ├── StartupError           the daemon cannot set up what it measures with (exit 1)
     ├── TransportError         the source or a destination misbehaved
     │   ├── ConnectError       refused, unreachable, reset before a reply
     │   ├── TransportTimeout   no reply before the deadline
@@ -19,6 +20,14 @@ from __future__ import annotations
 
 class ProbeError(Exception):
     """Root of every error raised on purpose by dataflow-probe."""
+
+
+class StartupError(ProbeError):
+    """The daemon cannot start something it measures with, such as a listener's port.
+
+    It refuses to start rather than run and record the destination as failing: the fault
+    would be the prober's, not the integration's.
+    """
 
 
 class ConfigError(ProbeError):

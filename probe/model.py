@@ -24,6 +24,18 @@ class Outcome(StrEnum):
         return self is Outcome.DELIVERED
 
 
+# Reasons that say the prober itself failed, not the integration: its listener could not
+# bind (``listen``), a bug in our own code (``internal``), or the daemon stopped in the
+# middle of the probe (``interrupted``). Such a result is stored, and counted as *not
+# measured*: it lowers coverage, never availability (README "Reasons").
+PROBE_FAULTS = frozenset({"listen", "internal", "interrupted"})
+
+
+def measured(reason: str | None) -> bool:
+    """False when a result with this reason is a probe-side fault (`PROBE_FAULTS`)."""
+    return reason not in PROBE_FAULTS
+
+
 def new_probe_id(now: float | None = None) -> str:
     """A 20-character id that fits HL7 MSH-10: ``PR`` + 11 hex digits of ms + 7 random hex.
 
@@ -102,6 +114,15 @@ class Result:
     resolved_at: datetime
     mismatch: str | None = None  # comma-separated fields that arrived changed
     maintenance: bool = False  # the slot fell in a maintenance window: left out of availability
+    # Seconds of time this result stands for: the flow's interval (for cron, the time to the
+    # next fire). It makes coverage and the gaps between measurements exact. None: unknown.
+    span: float | None = None
+    adhoc: bool = False  # `probe once --store`: kept for the record, left out of every statistic
+
+    @property
+    def measured(self) -> bool:
+        """False for a probe-side fault: the prober failed, so nothing was measured."""
+        return measured(self.reason)
 
 
 def utcnow() -> datetime:

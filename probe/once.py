@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
+from pathlib import Path
 
-from probe.config import resolve_flows
+from probe.config import FlowSpec, resolve_flows
 from probe.configfile import LoadedConfig
 from probe.errors import ConfigError
 from probe.logs import redactor
@@ -15,19 +17,32 @@ from probe.store import open_store
 from probe.transports import Resources
 
 
-async def run_once(loaded: LoadedConfig, *, only: str | None = None) -> int:
-    """Probe each flow (or just ``only``) once, at slot = now, and store the results too."""
+async def run_once(loaded: LoadedConfig, *, only: str | None = None, store: bool = False) -> int:
+    """Probe each flow (or just ``only``) once, at slot = now, and print the results.
+
+    Nothing reaches the configured store unless ``store``: a run next to the daemon must not
+    change the production statistics. With ``store`` the results are written marked ad hoc,
+    kept for the record and left out of rollups, incidents and the report.
+    """
     config = loaded.config
     redactor.update(loaded.secrets)
     flows = [f for f in resolve_flows(config) if only is None or f.name == only]
     if not flows:
         raise ConfigError([f"no flow named {only!r}"])
-    store = await open_store(config.store.url, flush_interval=config.store.flush_interval)
+    with tempfile.TemporaryDirectory(prefix="probe-once-") as scratch:
+        url = config.store.url if store else f"sqlite+aiosqlite:///{Path(scratch) / 'once.db'}"
+        return await _run(loaded, flows, url, adhoc=store)
+
+
+async def _run(loaded: LoadedConfig, flows: list[FlowSpec], url: str, *, adhoc: bool) -> int:
+    config = loaded.config
+    store = await open_store(url, flush_interval=config.store.flush_interval)
     store.start()
     clients = Resources()
-    runner = Runner(store=store, metrics=Metrics(config.labels))
+    runner = Runner(store=store, metrics=Metrics(config.labels), adhoc=adhoc)
     try:
-        await runner.open(flows, clients)
+        # A listener that cannot bind (the daemon holds the port) is reported per result.
+        await runner.open(flows, clients, strict=False)
         slot = utcnow()  # not a scheduled slot: it cannot collide with the daemon's
         batches = await asyncio.gather(*(runner.run_slot(flow, slot) for flow in flows))
     finally:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from itertools import accumulate
 
 from prometheus_client.metrics_core import (
@@ -75,6 +76,7 @@ class _Pair:
         "last_delivered",
         "latency_sum",
         "mismatches",
+        "newest_slot",
         "results",
         "slo_latency",
         "slo_objective",
@@ -93,6 +95,7 @@ class _Pair:
         self.success: float | None = None
         self.duration: float | None = None
         self.last_delivered: float | None = None
+        self.newest_slot: datetime | None = None  # the slot `success` and `duration` are from
         self.slo_objective: float | None = None
         self.slo_latency: float | None = None
 
@@ -152,9 +155,15 @@ class PairSeries(Collector):
             pair.duplicates += result.duplicates
         if result.mismatch:
             pair.mismatches += 1
-        pair.success = 1.0 if outcome.good else 0.0
+        # The gauges follow the newest slot, not the newest resolution: a lost probe resolves
+        # at its deadline, after later probes that were delivered.
+        newest = pair.newest_slot is None or result.slot >= pair.newest_slot
+        if newest and result.measured:
+            pair.newest_slot = result.slot
+            pair.success = 1.0 if outcome.good else 0.0
         if latency is not None and outcome in (Outcome.DELIVERED, Outcome.LATE):
-            pair.duration = latency
+            if newest:
+                pair.duration = latency
             # prometheus_client's rule: a value goes in the first bucket whose bound >= it.
             pair.buckets[bisect.bisect_left(self.bounds, latency)] += 1
             pair.latency_sum += latency

@@ -13,18 +13,20 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import structlog
 from prometheus_client import Gauge
 from structlog.contextvars import bound_contextvars
 
 from probe.config import DestinationSpec, FlowSpec
-from probe.errors import ConfigError, StoreError, TransportError, TransportTimeout
+from probe.errors import StartupError, StoreError, TransportError, TransportTimeout
 from probe.logs import redactor
 from probe.maintenance import Calendar
 from probe.metrics import Metrics
 from probe.model import Outcome, ProbeMessage, Receipt, Result, Sighting, new_probe_id, utcnow
 from probe.reload import FlowChanges
+from probe.schedule import span_of
 from probe.store import ProbeRow, SentRow, Store, StoredProbe
 from probe.store.feed import SightingFeed
 from probe.transports import (
@@ -38,6 +40,7 @@ from probe.transports import (
 
 log = structlog.get_logger("probe.runner")
 
+_UTC = ZoneInfo("UTC")
 # An observer gets this long past the deadline to finish its last look before it is cut off.
 _OBSERVE_GRACE = 2.0
 
@@ -84,8 +87,10 @@ class Runner:
         node: str | None = None,
         calendar: Calendar | None = None,
         feed: SightingFeed | None = None,
+        adhoc: bool = False,
     ) -> None:
         self.store = store
+        self.adhoc = adhoc  # `probe once --store`: results kept, left out of every statistic
         self.metrics = metrics
         self.node = node
         self.calendar = calendar
@@ -100,20 +105,24 @@ class Runner:
         """The current definition of each flow, by name."""
         return {name: runtime.spec for name, runtime in self.runtimes.items()}
 
-    async def open(self, flows: list[FlowSpec], resources: Resources) -> None:
+    async def open(
+        self, flows: list[FlowSpec], resources: Resources, *, strict: bool = True
+    ) -> None:
         """Build every transport and start the observers (listeners bind here).
 
-        A listener that cannot bind is logged, and its probes report it as observe_error.
+        A listener that cannot bind is a `StartupError` (``strict``), since the daemon
+        could measure nothing there. Otherwise (``probe once``) it is logged, and its probes
+        give a probe-side fault (reason ``listen``), counted as not measured.
         """
         self._resources = resources
         for flow in flows:
-            self.runtimes[flow.name] = await self._build(flow, strict=False)
+            self.runtimes[flow.name] = await self._build(flow, strict=strict)
 
     async def apply(self, changes: FlowChanges) -> None:
         """Switch to new definitions: build and start transports for new and changed flows,
         then swap them in at once; the replaced ones close when their last probe ends.
 
-        A new listener that cannot bind is a `ConfigError`, and then nothing changes.
+        A new listener that cannot bind is a `StartupError`, and then nothing changes.
         """
         built: dict[str, FlowRuntime] = {}
         try:
@@ -154,7 +163,7 @@ class Runner:
                 problem = getattr(observer, "start_error", None)
                 if strict and problem:
                     where = f"flow {flow.name!r}, destination {dest.name!r}"
-                    raise ConfigError([f"{where}: {problem}"])
+                    raise StartupError(f"{where}: {problem}")
         except BaseException:
             await runtime.aclose()
             raise
@@ -411,6 +420,8 @@ class Runner:
             resolved_at=utcnow(),
             mismatch=mismatch,
             maintenance=bool(self.calendar and self.calendar.active(flow.name, message.slot)),
+            span=span_of(flow, message.slot, self.calendar.tz if self.calendar else _UTC),
+            adhoc=self.adhoc,
         )
         self.store.add_result(result)
         self.metrics.observe_result(result, now=time.time())

@@ -61,6 +61,39 @@ def cron_slot(trigger: CronTrigger, now: datetime) -> datetime:
     return slot
 
 
+def span_of(flow: FlowSpec, slot: datetime, tz: ZoneInfo) -> float:
+    """Seconds the result of ``slot`` stands for: the interval, or the time to the next cron
+    fire. Coverage and the gaps between measurements are reckoned with it."""
+    if flow.interval is not None:
+        return flow.interval
+    assert flow.cron is not None
+    trigger = CronTrigger.from_crontab(flow.cron, timezone=tz)
+    following = trigger.get_next_fire_time(slot, slot + timedelta(microseconds=1))
+    return (following - slot).total_seconds() if following is not None else 86400.0
+
+
+# Enough cron fire times for a year of one a minute; a schedule that fires more often than
+# that is counted by its first interval instead.
+_MAX_FIRES = 600_000
+
+
+def expected_slots(flow: FlowSpec, start: datetime, end: datetime, tz: ZoneInfo) -> int:
+    """How many slots the flow's schedule has in [start, end)."""
+    if end <= start:
+        return 0
+    if flow.interval is not None:
+        first = math.ceil((start - EPOCH).total_seconds() / flow.interval - 1e-9)
+        last = math.ceil((end - EPOCH).total_seconds() / flow.interval - 1e-9)
+        return max(0, last - first)
+    assert flow.cron is not None
+    trigger = CronTrigger.from_crontab(flow.cron, timezone=tz)
+    count, fire = 0, trigger.get_next_fire_time(None, start)
+    while fire is not None and fire < end and count < _MAX_FIRES:
+        count += 1
+        fire = trigger.get_next_fire_time(fire, fire + timedelta(microseconds=1))
+    return count
+
+
 class Scheduler:
     """Fires the slots of every flow and starts a probe task per slot, up to ``max_in_flight``.
 

@@ -12,8 +12,10 @@ import httpx
 import pytest
 import yaml
 
-from probe.store import open_store
-from probe.store.tables import probes
+from sqlalchemy import select
+
+from probe.store import create_engine, open_store
+from probe.store.tables import incidents, probes, rollups
 from tests.helpers import closed_port, fetch_rows, simulator
 
 DEMO_PORTS = (9464, 18075, 18076, 18080)
@@ -53,8 +55,49 @@ async def test_once_prints_results_and_exits_1_on_a_bad_one(tmp_path: Path) -> N
         code, _, err = await _probe("once", "-c", "probe.yaml", "--flow", "nope", cwd=tmp_path)
         assert code == 2
         assert err.strip() == "no flow named 'nope'"
-    probe_rows, results = await fetch_rows(f"sqlite+aiosqlite:///{tmp_path / 'probe.db'}")
-    assert len(probe_rows) == len(results) == 3  # once stores what it did, too
+        url = f"sqlite+aiosqlite:///{tmp_path / 'probe.db'}"
+        assert not (tmp_path / "probe.db").exists()  # next to a daemon: its store untouched
+        code, _, err = await _probe("once", "-c", "probe.yaml", "--store", cwd=tmp_path)
+        assert code == 1, err
+    probe_rows, results = await fetch_rows(url)
+    assert len(probe_rows) == len(results) == 2
+    assert all(r.adhoc for r in results)  # kept for the record, out of every statistic
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            assert (await conn.execute(select(rollups))).fetchall() == []
+            assert (await conn.execute(select(incidents))).fetchall() == []
+    finally:
+        await engine.dispose()
+
+
+async def test_run_refuses_to_start_when_a_listener_cannot_bind(tmp_path: Path) -> None:
+    """A destination listener that cannot bind would make every probe of it a fault of the
+    prober's own: the daemon says so and exits 1, as for the HTTP port."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = {
+            "store": {"url": f"sqlite+aiosqlite:///{tmp_path / 'probe.db'}"},
+            "server": {"listen": "127.0.0.1:0"},
+            "flows": [
+                {
+                    "name": "gs-adt",
+                    "source": {"type": "mllp", "host": "127.0.0.1", "port": closed_port()},
+                    "destinations": [
+                        {"name": "labka", "type": "mllp", "listen": f"127.0.0.1:{port}"}
+                    ],
+                }
+            ],
+        }
+        (tmp_path / "probe.yaml").write_text(yaml.safe_dump(config))
+        code, _, err = await _probe("run", "-c", "probe.yaml", cwd=tmp_path)
+    assert code == 1
+    assert err.startswith("error: flow 'gs-adt', destination 'labka': "), err
+    assert "Traceback" not in err
+    _, results = await fetch_rows(f"sqlite+aiosqlite:///{tmp_path / 'probe.db'}")
+    assert results == []
 
 
 async def test_db_upgrade_prepares_postgres(postgres_url: str, tmp_path: Path) -> None:

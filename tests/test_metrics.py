@@ -61,8 +61,8 @@ def _result(flow: str, dest: str, outcome: Outcome, latency: float | None, **kw:
         latency=latency,
         latency_clock="monotonic",
         duplicates=kw.get("duplicates", 0),
-        reason=None,
-        slot=SLOT,
+        reason=kw.get("reason"),
+        slot=kw.get("slot", SLOT),
         resolved_at=SLOT,
         mismatch=kw.get("mismatch"),
     )
@@ -177,6 +177,32 @@ def test_declared_pairs_start_at_zero_and_unset_gauges_are_absent() -> None:
     assert slo == {"labka": 2.5, "epm3": 2.5}
     # A check (no destinations) is one pair with destination="".
     assert ("probe_duplicates_total", (("destination", ""), ("flow", "check-only")), 0) in samples
+
+
+def _gauge(metrics: Metrics, name: str) -> float | None:
+    samples = _samples(metrics.exposition().decode())
+    found = [v for n, labels, v in samples if n == name and dict(labels)["destination"] == "labka"]
+    return found[0] if found else None
+
+
+def test_probe_success_follows_the_newest_slot_not_the_newest_resolution() -> None:
+    """A lost probe resolves at its deadline, after the later slots were delivered: the
+    gauges must still show the newest slot's result. A probe-side fault moves neither."""
+    metrics = Metrics()
+    metrics.declare(_flows(["gs-labka"], ["labka"]))
+    later = SLOT.replace(minute=SLOT.minute + 1)
+    metrics.observe_result(
+        _result("gs-labka", "labka", Outcome.DELIVERED, 0.2, slot=later), now=2.0
+    )
+    metrics.observe_result(_result("gs-labka", "labka", Outcome.LOST, None, slot=SLOT), now=3.0)
+    assert _gauge(metrics, "probe_success") == 1.0
+    assert _gauge(metrics, "probe_duration_seconds") == 0.2
+    newest = later.replace(minute=later.minute + 1)
+    fault = _result("gs-labka", "labka", Outcome.OBSERVE_ERROR, None, slot=newest, reason="listen")
+    metrics.observe_result(fault, now=4.0)
+    assert _gauge(metrics, "probe_success") == 1.0
+    metrics.observe_result(_result("gs-labka", "labka", Outcome.LOST, None, slot=newest), now=5.0)
+    assert _gauge(metrics, "probe_success") == 0.0
 
 
 def test_forget_drops_the_pair_and_a_reload_keeps_the_counts() -> None:

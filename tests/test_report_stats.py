@@ -195,6 +195,7 @@ def _results(shots: list[Shot]) -> list[Result]:
             slot=s.slot,
             resolved_at=s.slot + timedelta(minutes=5),
             maintenance=s.maintenance,
+            span=STEP.total_seconds(),
         )
         for s in shots
     ]
@@ -243,6 +244,7 @@ def _expected_incidents(key: tuple[str, str]) -> list[dict[str, Any]]:
                     "end": _local_iso(hi),
                     "duration_seconds": (hi - lo).total_seconds(),
                     "cause": cause,
+                    "ended_by": None if end is None else "recovered",
                     "open": end is None or end > END,
                 }
             )
@@ -280,12 +282,15 @@ def _expected_row(key: tuple[str, str], objective: float, latency_slo: float) ->
         today = [s for s in month if s.slot.astimezone(CPH).date() == day]
         today_counted = [s for s in today if not s.maintenance]
         today_good = sum(s.good for s in today_counted)
+        slots = [t for t in SLOTS if t.astimezone(CPH).date() == day]
         days.append(
             {
                 "date": day.isoformat(),
                 "probes": len(today),
                 "availability": today_good / len(today_counted) if today_counted else None,
                 "latency_seconds": _percentiles(_latencies(today)),
+                "coverage": len(today) / len(slots),
+                "not_measured_seconds": 600.0 * (len(slots) - len(today)),
             }
         )
         day += timedelta(days=1)
@@ -326,6 +331,15 @@ def _expected_row(key: tuple[str, str], objective: float, latency_slo: float) ->
         ],
         "no_data": no_data,
         "daily": days,
+        # Every slot of the month is in the scenario for gs-adt; labka-api has none.
+        "expected_slots": len(SLOTS),
+        "measured_slots": len(month),
+        "coverage": len(month) / len(SLOTS),
+        "measured_seconds": 600.0 * len(month),
+        "not_measured_seconds": 600.0 * (len(SLOTS) - len(month)),
+        "not_measured_probes": 0,
+        "first_measured": _local_iso(START) if month else None,
+        "partial": False,
     }
 
 
@@ -467,7 +481,9 @@ async def test_monthly_report_matches_the_scenario(store_url: str) -> None:
         "start": "2026-10-01T00:00:00+02:00",
         "end": "2026-11-01T00:00:00+01:00",
         "hours": 745,
+        "measured_until": "2026-11-01T00:00:00+01:00",
     }
+    assert report["partial"] is False
     rows = _rows(report)
     assert rows.keys() == EXPECTED.keys()
     for key, expected in EXPECTED.items():
@@ -498,6 +514,7 @@ DST_INCIDENT = {
     "end": "2026-10-25T03:30:00+01:00",
     "duration_seconds": 7200,
     "cause": "observe_error",
+    "ended_by": "recovered",
     "open": False,
 }
 
@@ -515,7 +532,7 @@ async def test_an_incident_spanning_two_batches_is_closed_once(store_url: str) -
     assert incremental["mttr_seconds"] == 7200
     _, found = await _derived_tables(store_url)
     labka = [row for row in found if row[1] == "labka"]
-    # (flow, destination, start_at, last_bad_at, end_at, cause, bad_results)
+    # (flow, destination, start_at, last_bad_at, end_at, cause, bad_results, ended_by)
     assert labka == [
         (
             "gs-adt",
@@ -525,6 +542,7 @@ async def test_an_incident_spanning_two_batches_is_closed_once(store_url: str) -
             at(25, 2, 30) + 12 * STEP,
             "observe_error",
             12,
+            "recovered",
         )
     ]
     await rebuild_rollups(store_url)
@@ -543,7 +561,7 @@ async def test_a_replay_within_one_batch_counts_once(store_url: str) -> None:
     }  # fmt: skip
     assert incremental["incidents"] == [DST_INCIDENT]
     _, found = await _derived_tables(store_url)
-    assert [row[-1] for row in found if row[1] == "labka"] == [12]  # bad_results
+    assert [row[-2] for row in found if row[1] == "labka"] == [12]  # bad_results
     assert await rebuild_rollups(store_url) == len(once)
     assert _rows(await _report(store_url))[("gs-adt", "labka")] == incremental
 
@@ -555,6 +573,7 @@ async def test_march_2026_has_743_hours(store_url: str) -> None:
         "start": "2026-03-01T00:00:00+01:00",
         "end": "2026-04-01T00:00:00+02:00",
         "hours": 743,
+        "measured_until": "2026-04-01T00:00:00+02:00",
     }
     assert all(row["no_data"] and row["availability"] is None for row in report["rows"])
     assert [d["date"] for d in report["rows"][0]["daily"]][-3:] == [

@@ -156,6 +156,7 @@ def _result_values(probe_id: str, destination: str, **changes: object) -> dict[s
         "slot_at": NOW.astimezone(CET), "outcome": "delivered", "latency_s": 0.1 + 0.2,
         "latency_clock": None, "duplicates": 0, "reason": None,
         "resolved_at": NOW + timedelta(microseconds=7), "mismatch": None, "maintenance": False,
+        "span_s": 30.0, "adhoc": False,
     }  # fmt: skip
     return values | changes
 

@@ -6,12 +6,17 @@ Copenhagen has 745 hours and March 2026 has 743. Definitions (also in the README
 - ``probes``: results for the flow and destination whose slot lies in the month;
 - ``outcomes``: those outside maintenance, by outcome; ``excluded_maintenance`` the rest;
 - ``availability`` = delivered / (probes - excluded_maintenance); no results: null;
-- ``time_availability``: the share of the month's seconds outside maintenance (up to now,
-  for the current month) that lie in no incident;
-- an incident is a run of consecutive bad results, from the first bad slot to the slot of
-  the next good result (clipped to the month);
-- MTTR: the mean incident duration; MTBF: seconds outside maintenance and incidents,
-  divided by the number of incidents;
+- ``time_availability``: the share of the *measured* time outside maintenance that lies in
+  no incident. Each measured slot stands for its span (the flow's interval); time in which
+  nothing was measured is neither available nor unavailable;
+- ``coverage`` = measured slots / the slots the schedule has in the month;
+  ``not_measured_seconds``: the month's seconds that no measured slot stands for (before
+  monitoring began, while the daemon was down, after now, probe-side faults);
+- an incident is a run of consecutive bad results in slot order, from the first bad slot
+  to the slot of the next good result or to where measurement stopped (clipped to the
+  month);
+- MTTR: the mean incident duration; MTBF: measured seconds outside maintenance and
+  incidents, divided by the number of incidents;
 - latency percentiles over delivered and late results, within 1% (`probe.store.sketch`).
 """
 
@@ -28,8 +33,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import case, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from probe.config import Config, resolve_flows
-from probe.maintenance import Interval, merged, occurrences, windows_for
+from probe.config import Config, FlowSpec, resolve_flows
+from probe.maintenance import Interval, occurrences, windows_for
+from probe.schedule import expected_slots
 from probe.store.rollup import OUTCOMES
 from probe.store.sketch import Sketch
 from probe.store.tables import incidents, rollups
@@ -43,10 +49,33 @@ class Totals:
     maintenance: int = 0
     sketch: Sketch = field(default_factory=Sketch)
     latency_max: float | None = None
+    not_measured: int = 0  # probe-side faults
+    measured_s: float = 0.0  # seconds measured slots stand for, maintenance included
+    counted_s: float = 0.0  # the same outside maintenance
+    down_s: float = 0.0  # the part of counted_s in incidents
+    first_hour: datetime | None = None  # the first hour with a measured result
 
     @property
     def counted(self) -> int:
         return sum(self.counts.values())
+
+    @property
+    def measured_slots(self) -> int:
+        return self.counted + self.maintenance
+
+    def add(self, other: Totals) -> None:
+        for name in OUTCOMES:
+            self.counts[name] += other.counts[name]
+        self.maintenance += other.maintenance
+        self.sketch.merge(other.sketch)
+        if other.latency_max is not None:
+            self.latency_max = max(other.latency_max, self.latency_max or 0.0)
+        self.not_measured += other.not_measured
+        self.measured_s += other.measured_s
+        self.counted_s += other.counted_s
+        self.down_s += other.down_s
+        if other.first_hour is not None:
+            self.first_hour = min(other.first_hour, self.first_hour or other.first_hour)
 
     @property
     def availability(self) -> float | None:
@@ -81,6 +110,10 @@ class Month:
     def hours(self) -> float:
         return (self.end - self.start).total_seconds() / 3600
 
+    @property
+    def seconds(self) -> float:
+        return (self.end - self.start).total_seconds()
+
     def local(self, moment: datetime) -> str:
         return moment.astimezone(self.tz).isoformat(timespec="seconds")
 
@@ -97,23 +130,25 @@ async def build_report(
     previous, _ = await _rollups(engine, month.previous())
     found = await _incidents(engine, month.start, until)
     specs = _slo_specs(config)
+    flows = {flow.name: flow for flow in resolve_flows(config)}
     keys = sorted(set(specs) | set(totals))
     rows = []
     for key in keys:
         objective, latency = specs.get(key, (config.defaults.slo.objective, None))
-        rows.append(
-            _row(
-                key,
-                totals.get(key, Totals()),
-                daily.get(key, {}),
-                found.get(key, []),
-                previous.get(key),
-                month=month,
-                until=until,
-                slo=(objective or 0.995, latency or config.defaults.slo.latency or 30.0),
-                windows=_maintenance(config, key[0], month, until),
-            )
+        row = _row(
+            key,
+            totals.get(key, Totals()),
+            daily.get(key, {}),
+            found.get(key, []),
+            previous.get(key),
+            month=month,
+            until=until,
+            slo=(objective or 0.995, latency or config.defaults.slo.latency or 30.0),
+            windows=_maintenance(config, key[0], month, until),
         )
+        _coverage(row, totals.get(key, Totals()), daily.get(key, {}), flows.get(key[0]), month)
+        row["partial"] = row["partial"] or now < month.end
+        rows.append(row)
     return {
         "month": month.label,
         "timezone": config.timezone,
@@ -122,9 +157,41 @@ async def build_report(
             "start": month.local(month.start),
             "end": month.local(month.end),
             "hours": month.hours,
+            "measured_until": month.local(until),
         },
+        "partial": now < month.end or any(row["partial"] for row in rows),
         "rows": rows,
     }
+
+
+def _coverage(
+    row: dict[str, Any],
+    totals: Totals,
+    days: dict[date, Totals],
+    flow: FlowSpec | None,
+    month: Month,
+) -> None:
+    """Add coverage, measured and not-measured time to ``row`` and its days."""
+    expected = expected_slots(flow, month.start, month.end, month.tz) if flow else None
+    measured_s = min(totals.measured_s, month.seconds)
+    row["expected_slots"] = expected
+    row["measured_slots"] = totals.measured_slots
+    row["coverage"] = min(1.0, totals.measured_slots / expected) if expected else None
+    row["measured_seconds"] = measured_s
+    row["not_measured_seconds"] = month.seconds - measured_s
+    row["not_measured_probes"] = totals.not_measured
+    started = totals.first_hour
+    row["first_measured"] = month.local(started) if started is not None else None
+    row["partial"] = started is not None and started > month.start
+    bounds = local_days(month)
+    begin = month.start
+    for item, (day, end) in zip(row["daily"], bounds, strict=True):
+        one = days.get(day, Totals())
+        want = expected_slots(flow, begin, end, month.tz) if flow else None
+        length = (end - begin).total_seconds()
+        item["coverage"] = min(1.0, one.measured_slots / want) if want else None
+        item["not_measured_seconds"] = length - min(one.measured_s, length)
+        begin = end
 
 
 def _slo_specs(config: Config) -> dict[Key, tuple[float, float]]:
@@ -168,13 +235,19 @@ async def _rollups(
             *[func.sum(getattr(c, name)) for name in OUTCOMES],
             func.sum(c.maintenance), func.max(c.latency_max),
             concat(c.latency, literal_column("','")).label("sketches"),
+            func.sum(c.not_measured), func.sum(c.measured_s), func.sum(c.counted_s),
+            func.sum(c.down_s),
+            func.min(case((c.measured_s > 0, c.hour), (c.latency_count > 0, c.hour))),
         )
         .where(c.hour >= month.start, c.hour < month.end)
         .group_by(c.flow, c.destination, day)
     )  # fmt: skip
     daily: dict[Key, dict[date, Totals]] = defaultdict(dict)
     async with engine.connect() as conn:
-        for flow, dest, index, *sums, maintenance, top, sketches in await conn.execute(query):
+        for record in await conn.execute(query):
+            flow, dest, index = record[0], record[1], record[2]
+            sums = record[3 : 3 + len(OUTCOMES)]
+            maintenance, top, sketches, *time = record[3 + len(OUTCOMES) :]
             merged: dict[str, int] = {}
             get = merged.get
             for part in json.loads("[" + sketches + "]"):
@@ -182,18 +255,30 @@ async def _rollups(
                     merged[bucket] = get(bucket, 0) + n
             counts = dict(zip(OUTCOMES, (int(v) for v in sums), strict=True))
             sketch = Sketch({int(k): v for k, v in merged.items()})
-            daily[(flow, dest)][days[index][0]] = Totals(counts, int(maintenance), sketch, top)
+            not_measured, measured_s, counted_s, down_s, first = time
+            if first is None and sum(counts.values()) + int(maintenance) > 0:
+                first = days[index][1]  # measured, but spans unknown (results before 0005)
+            daily[(flow, dest)][days[index][0]] = Totals(
+                counts, int(maintenance), sketch, top,
+                int(not_measured or 0), float(measured_s or 0), float(counted_s or 0),
+                float(down_s or 0), _hour(first),
+            )  # fmt: skip
     totals: dict[Key, Totals] = {}
     for key, by_day in daily.items():
         total = totals[key] = Totals()
         for one in by_day.values():
-            for name in OUTCOMES:
-                total.counts[name] += one.counts[name]
-            total.maintenance += one.maintenance
-            total.sketch.merge(one.sketch)
-            if one.latency_max is not None:
-                total.latency_max = max(one.latency_max, total.latency_max or 0.0)
+            total.add(one)
     return totals, dict(daily)
+
+
+def _hour(value: Any) -> datetime | None:
+    """An hour from an aggregate: SQLite returns min(hour) as naive UTC text."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 async def _incidents(engine: AsyncEngine, start: datetime, until: datetime) -> dict[Key, list[Any]]:
@@ -236,12 +321,11 @@ def _row(
     windows: list[dict[str, Any]],
 ) -> dict[str, Any]:
     objective, latency_slo = slo
-    spans = merged([(max(w["start"], month.start), min(w["end"], until)) for w in windows])
-    spans = [(s, e) for s, e in spans if e > s]
-    open_seconds = (until - month.start).total_seconds() - _overlap(month.start, until, spans)
     clipped = [_clip(i, month, until) for i in found]
     clipped = [i for i in clipped if i["duration_seconds"] > 0]
-    down = sum(i["duration_seconds"] - _overlap(i["_start"], i["_end"], spans) for i in clipped)
+    # Over measured time only, as the rollups add it up: each slot outside maintenance
+    # stands for its span, and the bad ones' spans are the incidents' time.
+    measured_seconds, down = totals.counted_s, totals.down_s
     availability = totals.availability
     no_data = totals.counted == 0 and totals.maintenance == 0
     budget = None if availability is None else (1 - availability) / (1 - objective)
@@ -253,7 +337,8 @@ def _row(
         "outcomes": dict(totals.counts),
         "excluded_maintenance": totals.maintenance,
         "availability": availability,
-        "time_availability": None if no_data or open_seconds <= 0 else 1 - down / open_seconds,
+        "time_availability": None if no_data or measured_seconds <= 0
+        else 1 - down / measured_seconds,
         "slo": {
             "objective": objective,
             "latency_seconds": latency_slo,
@@ -265,7 +350,7 @@ def _row(
         "mttr_seconds": sum(i["duration_seconds"] for i in clipped) / len(clipped)
         if clipped
         else None,
-        "mtbf_seconds": (open_seconds - down) / len(clipped) if clipped else None,
+        "mtbf_seconds": (measured_seconds - down) / len(clipped) if clipped else None,
         "previous_month": {"availability": previous.availability if previous else None},
         "maintenance": [
             {"name": w["name"], "start": month.local(w["start"]), "end": month.local(w["end"])}
@@ -284,6 +369,7 @@ def _clip(incident: Any, month: Month, until: datetime) -> dict[str, Any]:
         "end": month.local(end),
         "duration_seconds": max(0.0, (end - start).total_seconds()),
         "cause": incident.cause,
+        "ended_by": incident.ended_by,
         "open": incident.end_at is None or incident.end_at > until,
         "_start": start,
         "_end": end,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -42,11 +43,21 @@ async def prune_url(url: str, retention: float) -> int:
         await engine.dispose()
 
 
-async def rebuild_rollups(url: str) -> int:
-    """Recompute rollups and incidents from the raw results; returns how many were read."""
+async def rebuild_rollups(url: str, *, intervals: Mapping[str, float] | None = None) -> int:
+    """Recompute rollups and incidents from the raw results; returns how many were read.
+
+    ``intervals`` (flow name -> seconds) fills in the span of results stored before spans
+    were (schema 0005), so coverage and time availability can be reckoned for them too.
+    """
     engine = create_engine(url)
     try:
         async with engine.begin() as conn:
+            for flow, seconds in (intervals or {}).items():
+                await conn.execute(
+                    update(results)
+                    .where(results.c.flow == flow, results.c.span_s.is_(None))
+                    .values(span_s=seconds)
+                )
             return await rollup.rebuild(conn)
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot rebuild rollups in {safe_url(url)}: {exc}") from exc

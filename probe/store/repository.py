@@ -372,10 +372,12 @@ class Store:
                     # Only the copy the database inserted: a replay in the same batch is not.
                     if isinstance(r, Result) and (r.probe_id, r.destination) in inserted:
                         inserted.discard((r.probe_id, r.destination))
+                        if r.adhoc:  # `probe once --store`: on record, in no statistic
+                            continue
                         fresh.append(
                             rollup.Row(
                                 r.flow, r.destination, r.slot, str(r.outcome), r.latency,
-                                r.maintenance,
+                                r.maintenance, r.span, r.reason,
                             )
                         )  # fmt: skip
                 await rollup.apply(conn, fresh)
@@ -521,6 +523,7 @@ def _result_row(r: Result) -> dict[str, Any]:
         "outcome": str(r.outcome), "latency_s": r.latency, "latency_clock": r.latency_clock,
         "duplicates": r.duplicates, "reason": r.reason, "slot_at": r.slot,
         "resolved_at": r.resolved_at, "mismatch": r.mismatch, "maintenance": r.maintenance,
+        "span_s": r.span, "adhoc": r.adhoc,
     }  # fmt: skip
 
 

@@ -1,24 +1,28 @@
-"""Hourly rollups and incidents, kept as results are written, and rebuilt from raw rows.
+"""Hourly rollups, kept as results are written, and rebuilt from raw rows.
 
-Both are derived from results with the same two functions, `accumulate` and `Incidents`,
-whether incrementally (each store batch) or by `rebuild`, so a rebuild gives identical
-numbers. Only results that were newly inserted count, so a replayed result changes nothing.
+Rollups are sums, so the order in which results arrive does not matter: each store batch
+adds its newly inserted results with `accumulate`, and `rebuild` adds all of them with the
+same function, so a rebuild gives identical numbers. A replayed result changes nothing.
+Incidents depend on slot order, and are derived behind a watermark (`probe.store.derive`).
+
+Each measured result stands for its slot's span (the flow's interval) of measured time,
+split across the hours it covers; a probe-side fault is counted as not measured.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from probe.model import Outcome
-from probe.store import bulk
+from probe.model import Outcome, measured, utcnow
+from probe.store import bulk, derive
 from probe.store.sketch import Sketch
-from probe.store.tables import incidents, results, rollups
+from probe.store.tables import results, rollups
 
 OUTCOMES = tuple(o.value for o in Outcome)
 Key = tuple[str, str, datetime]
@@ -34,6 +38,8 @@ class Row:
     outcome: str
     latency: float | None
     maintenance: bool
+    span: float | None = None
+    reason: str | None = None
 
 
 @dataclass(slots=True)
@@ -44,8 +50,15 @@ class Hour:
     maintenance: int = 0
     sketch: Sketch = field(default_factory=Sketch)
     latency_max: float | None = None
+    not_measured: int = 0
+    measured_s: float = 0.0
+    counted_s: float = 0.0
+    down_s: float = 0.0
 
     def add(self, row: Row) -> None:
+        if not measured(row.reason):
+            self.not_measured += 1
+            return
         if row.maintenance:
             self.maintenance += 1
             return
@@ -63,6 +76,9 @@ class Hour:
             for name in OUTCOMES
         }
         values["maintenance"] = (stored.maintenance if stored is not None else 0) + self.maintenance
+        for name in ("not_measured", "measured_s", "counted_s", "down_s"):
+            before = getattr(stored, name) if stored is not None else 0
+            values[name] = before + getattr(self, name)
         values["latency_count"] = sketch.count
         maxima = [m for m in (self.latency_max, stored.latency_max if stored else None) if m]
         values["latency_max"] = max(maxima) if maxima else None
@@ -74,19 +90,48 @@ def hour_of(slot: datetime) -> datetime:
     return slot.replace(minute=0, second=0, microsecond=0)
 
 
+_HOUR = timedelta(hours=1)
+
+
 def accumulate(rows: Iterable[Row], into: dict[Key, Hour] | None = None) -> dict[Key, Hour]:
+    """Add ``rows`` to their hours: counts to the hour of the slot, measured time to every
+    hour the slot's span covers."""
     hours = {} if into is None else into
     last_slot, last_hour = None, None
     for row in rows:
-        if row.slot != last_slot:  # rows come in slot order: one hour_of per slot
+        if row.slot != last_slot:  # rows come mostly in slot order: one hour_of per slot
             last_slot, last_hour = row.slot, hour_of(row.slot)
         assert last_hour is not None
-        key = (row.flow, row.destination, last_hour)
-        hour = hours.get(key)
-        if hour is None:
-            hour = hours[key] = Hour()
+        hour = _hour(hours, (row.flow, row.destination, last_hour))
         hour.add(row)
+        if row.span and measured(row.reason):
+            _spread(hours, row, last_hour)
     return hours
+
+
+def _hour(hours: dict[Key, Hour], key: Key) -> Hour:
+    hour = hours.get(key)
+    if hour is None:
+        hour = hours[key] = Hour()
+    return hour
+
+
+def _spread(hours: dict[Key, Hour], row: Row, first: datetime) -> None:
+    """The slot's measured time, split at hour boundaries."""
+    assert row.span
+    start, end = row.slot, row.slot + timedelta(seconds=row.span)
+    bad = not row.maintenance and row.outcome != Outcome.DELIVERED.value
+    hour_start = first
+    while start < end:
+        hour_end = hour_start + _HOUR
+        seconds = (min(end, hour_end) - start).total_seconds()
+        hour = _hour(hours, (row.flow, row.destination, hour_start))
+        hour.measured_s += seconds
+        if not row.maintenance:
+            hour.counted_s += seconds
+            if bad:
+                hour.down_s += seconds
+        start = hour_start = hour_end
 
 
 # Keys per statement: well under any backend's limit on bound parameters.
@@ -94,12 +139,12 @@ _CHUNK = 300
 
 
 async def apply(conn: AsyncConnection, rows: Sequence[Row]) -> None:
-    """Add newly written results to the rollups and incidents, in the caller's transaction.
+    """Add newly written results to the rollups, and move the incident watermarks of their
+    flows and destinations, in the caller's transaction.
 
-    A batch costs a few statements whatever its size: one SELECT ... FOR UPDATE of the
-    stored hours it touches, one INSERT and one UPDATE of many rows (`probe.store.bulk`),
-    and one SELECT of the open incidents of its flows (a statement per key cost 1 s a
-    batch).
+    The rollups cost a few statements whatever the batch's size: one SELECT ... FOR UPDATE
+    of the stored hours it touches, and one INSERT and one UPDATE of many rows
+    (`probe.store.bulk`); a statement per key cost 1 s a batch.
     """
     if not rows:
         return
@@ -119,7 +164,7 @@ async def apply(conn: AsyncConnection, rows: Sequence[Row]) -> None:
     changed = [key for key in hours if key in stored]
     params = [_key_values(key) | hours[key].merge_into(stored[key]) for key in changed]
     await bulk.update_rows(conn, rollups, params, key=_KEY_COLUMNS)
-    await Incidents(conn).feed(rows)
+    await derive.advance(conn, ((r.flow, r.destination, r.slot) for r in rows), now=utcnow())
 
 
 _KEY_COLUMNS = ("flow", "destination", "hour")
@@ -148,97 +193,19 @@ async def _stored_hours(conn: AsyncConnection, keys: list[Key]) -> dict[Key, Any
     return found
 
 
-class Incidents:
-    """The incident state machine: consecutive bad results form one incident.
-
-    Maintenance results neither open nor close an incident. ``cause`` is the outcome of the
-    first bad result.
-    """
-
-    def __init__(self, conn: AsyncConnection | None) -> None:
-        self.conn = conn
-        self.open: dict[tuple[str, str], dict[str, Any]] = {}
-        self.done: list[dict[str, Any]] = []
-        # Keys already looked up: the database copy is stale once this batch changed it.
-        self.loaded: set[tuple[str, str]] = set()
-        self._changed: set[int] = set()  # id() of stored incidents this batch changed
-
-    async def feed(self, rows: Sequence[Row]) -> None:
-        counted = sorted((r for r in rows if not r.maintenance), key=lambda r: r.slot)
-        await self._load({(r.flow, r.destination) for r in counted})
-        for row in counted:
-            key = (row.flow, row.destination)
-            current = self.open.get(key)
-            if row.outcome != "delivered":
-                self._bad(key, current, row)
-            elif current is not None and row.slot > current["last_bad_at"]:
-                current["end_at"] = row.slot
-                self._changed.add(id(current))
-                self.done.append(self.open.pop(key))
-        if self.conn is not None:
-            await self._save()
-
-    def _bad(self, key: tuple[str, str], current: dict[str, Any] | None, row: Row) -> None:
-        if current is None:
-            self.open[key] = {
-                "id": None, "flow": row.flow, "destination": row.destination,
-                "start_at": row.slot, "last_bad_at": row.slot, "end_at": None,
-                "cause": row.outcome, "bad_results": 1,
-            }  # fmt: skip
-            return
-        current["bad_results"] += 1
-        current["last_bad_at"] = max(current["last_bad_at"], row.slot)
-        current["start_at"] = min(current["start_at"], row.slot)
-        self._changed.add(id(current))
-
-    async def _load(self, keys: set[tuple[str, str]]) -> None:
-        """The open incidents of ``keys`` not looked up yet, locked, in one query per chunk.
-
-        Once looked up, the database copy is stale: this batch may have changed it.
-        """
-        wanted = keys - self.loaded
-        self.loaded |= wanted
-        if self.conn is None or not wanted:
-            return
-        flows = sorted({flow for flow, _ in wanted})
-        for start in range(0, len(flows), _CHUNK):
-            query = (
-                select(incidents)
-                .where(incidents.c.flow.in_(flows[start : start + _CHUNK]))
-                .where(incidents.c.end_at.is_(None))
-                .with_for_update()
-            )
-            for found in await self.conn.execute(query):
-                key = (found.flow, found.destination)
-                if key in wanted and key not in self.open:
-                    self.open[key] = dict(found._mapping)
-
-    async def _save(self) -> None:
-        """Insert the new incidents and update the changed ones, a statement each."""
-        assert self.conn is not None
-        every = [*self.done, *self.open.values()]
-        new = [{k: v for k, v in i.items() if k != "id"} for i in every if i["id"] is None]
-        changed = [i for i in every if i["id"] is not None and id(i) in self._changed]
-        await bulk.insert_rows(self.conn, incidents, new)
-        await bulk.update_rows(self.conn, incidents, changed, key=("id",))
-
-
 async def rebuild(conn: AsyncConnection, *, batch: int = 50_000) -> int:
     """Recompute every rollup and incident from the raw results; returns the results read."""
     await conn.execute(delete(rollups))
-    await conn.execute(delete(incidents))
     hours: dict[Key, Hour] = {}
-    machine = Incidents(None)
     query = select(
         results.c.flow, results.c.destination, results.c.slot_at, results.c.outcome,
-        results.c.latency_s, results.c.maintenance,
-    ).order_by(results.c.slot_at)  # fmt: skip
+        results.c.latency_s, results.c.maintenance, results.c.span_s, results.c.reason,
+    ).where(results.c.adhoc.is_(False)).order_by(results.c.slot_at)  # fmt: skip
     read = 0
     stream = await conn.stream(query.execution_options(yield_per=batch))
     async for part in stream.partitions(batch):
-        rows = [Row(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in part]
+        rows = [Row(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7]) for r in part]
         accumulate(rows, hours)
-        await machine.feed(rows)
         read += len(rows)
     values = [
         {"flow": f, "destination": d, "hour": h, **hour.merge_into(None)}
@@ -246,9 +213,5 @@ async def rebuild(conn: AsyncConnection, *, batch: int = 50_000) -> int:
     ]
     for start in range(0, len(values), batch):
         await conn.execute(insert(rollups), values[start : start + batch])
-    found = [*machine.done, *machine.open.values()]
-    for incident in found:
-        incident.pop("id", None)
-    if found:
-        await conn.execute(insert(incidents), found)
+    await derive.rebuild(conn, now=utcnow())
     return read

@@ -115,6 +115,8 @@ def encode(item: Item) -> bytes:
             "resolved_at": item.resolved_at.isoformat(),
             "mismatch": item.mismatch,
             "maintenance": item.maintenance,
+            "span": item.span,
+            "adhoc": item.adhoc,
         }
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
@@ -163,6 +165,8 @@ def decode(line: bytes) -> Item:
             resolved_at=datetime.fromisoformat(data["resolved_at"]),
             mismatch=data["mismatch"],
             maintenance=data["maintenance"],
+            span=data.get("span"),  # absent in records written before 0.5
+            adhoc=data.get("adhoc", False),
         )
     raise ValueError(f"unknown spool record kind {kind!r}")
 

@@ -101,6 +101,8 @@ results = Table(
     Column("resolved_at", UTCDateTime, nullable=False),
     Column("mismatch", String(200)),  # fields that arrived changed, comma-separated
     Column("maintenance", Boolean, nullable=False, default=False, server_default=false()),
+    Column("span_s", Float),  # seconds this slot stands for (the interval); null: unknown
+    Column("adhoc", Boolean, nullable=False, default=False, server_default=false()),
     Index(None, "flow", "destination", "slot_at"),
 )
 
@@ -121,10 +123,18 @@ rollups = Table(
     Column("latency_count", Integer, nullable=False, default=0),
     Column("latency_max", Float),
     Column("latency", Text, nullable=False, default="{}"),  # {bucket: count} as JSON
+    # Probe-side faults (probe.model.PROBE_FAULTS) in the hour: not measured, not counted.
+    Column("not_measured", Integer, nullable=False, default=0, server_default="0"),
+    # Seconds of the hour that measured slots stand for: all of them, those outside
+    # maintenance, and those of bad results outside maintenance (incident time).
+    Column("measured_s", Float, nullable=False, default=0.0, server_default="0"),
+    Column("counted_s", Float, nullable=False, default=0.0, server_default="0"),
+    Column("down_s", Float, nullable=False, default=0.0, server_default="0"),
 )
 
-# Runs of consecutive bad results per flow and destination. Open while `end_at` is null;
-# `end_at` is the slot of the first good result after the run.
+# Runs of consecutive bad results per flow and destination, in slot order (probe.store.
+# derive). Open while `end_at` is null; `end_at` is the slot of the first good result after
+# the run (ended_by "recovered"), or where measurement stopped (ended_by "not_measured").
 incidents = Table(
     "incidents",
     metadata,
@@ -136,7 +146,22 @@ incidents = Table(
     Column("end_at", UTCDateTime),
     Column("cause", String(16), nullable=False),
     Column("bad_results", Integer, nullable=False, default=1),
+    Column("ended_by", String(16)),
     Index(None, "flow", "destination", "start_at"),
+)
+
+# Per flow and destination, how far the incident derivation has read the results, in slot
+# order: `slot_at` is the newest slot fed (the watermark), `measured_until` where the
+# measurement of that slot ends (slot + span), `blocked_at` the oldest slot still waiting
+# for its result, if any (results from there on wait too).
+watermarks = Table(
+    "watermarks",
+    metadata,
+    Column("flow", String(64), primary_key=True),
+    Column("destination", String(64), primary_key=True),
+    Column("slot_at", UTCDateTime),
+    Column("measured_until", UTCDateTime),
+    Column("blocked_at", UTCDateTime),
 )
 
 # How far into each local spool file (probe.store.spool) the database has committed,

@@ -1,0 +1,317 @@
+"""Incidents, derived from results in slot order behind a watermark.
+
+Results resolve out of slot order: a lost probe resolves at its deadline, after later
+probes that were delivered. So the incident state machine is never fed from a batch as it
+comes. For each flow and destination it reads the stored results in slot order, from its
+watermark (the newest slot it has fed) up to the oldest slot still waiting for its result,
+and stops there. That waiting probe holds the watermark only until its deadline plus
+`GRACE`; after that it is passed (its slot counts as not measured until a result comes).
+
+A result that arrives behind the watermark (a replayed spool, a probe resumed after a
+restart or adopted from a dead peer, a passed probe resolving after all) rewinds the pair:
+its incidents from that slot on are deleted and derived again, by the same machine.
+`rebuild` is the same rewind from the first result. The incremental path and the rebuild
+therefore feed the machine the same sequence, and cannot differ.
+
+    >>> machine = Machine("gs-adt", "labka")
+    >>> for slot, outcome in ((0, "delivered"), (1, "lost"), (2, "delivered")):
+    ...     machine.feed(Point(EPOCH + timedelta(seconds=slot), outcome, 1.0, False, True))
+    >>> [(i["start_at"].second, i["end_at"].second, i["cause"]) for i in machine.closed]
+    [(1, 2, 'lost')]
+
+An incident is a run of consecutive bad results (anything but delivered) outside
+maintenance. It ends at the slot of the next delivered result (``ended_by="recovered"``),
+or where measurement stops: before a gap with no results (the daemon was down, a slot was
+skipped) or at a probe-side fault (``ended_by="not_measured"``). Maintenance results
+neither open nor end one. So incident time is always measured time.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, or_, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from probe.model import measured
+from probe.store import bulk
+from probe.store.tables import incidents, probes, results, watermarks
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Past its deadline plus this, a probe without a result no longer holds the watermark. The
+# runner writes a lost result at the deadline, so this only covers a crash or a store delay.
+GRACE = timedelta(seconds=30)
+# Slots are aligned, but a slot plus a float interval can miss the next slot by a rounding.
+_TOLERANCE = timedelta(milliseconds=5)
+_CHUNK = 300  # pairs or ids per statement: well under every backend's parameter limit
+
+Pair = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """A result as the machine sees it."""
+
+    slot: datetime
+    outcome: str
+    span: float | None
+    maintenance: bool
+    measured: bool
+
+    @property
+    def end(self) -> datetime | None:
+        """Where the measurement of this slot ends (None: span unknown, or not measured)."""
+        if not self.measured:
+            return self.slot
+        return self.slot + timedelta(seconds=self.span) if self.span else None
+
+
+@dataclass(slots=True)
+class Machine:
+    """The incident state of one flow and destination, fed results in slot order."""
+
+    flow: str
+    destination: str
+    open: dict[str, Any] | None = None  # the open incident, as an `incidents` row
+    watermark: datetime | None = None
+    measured_until: datetime | None = None
+    closed: list[dict[str, Any]] = field(default_factory=list)
+    changed: bool = False  # the open incident loaded from the store was changed
+
+    def feed(self, point: Point) -> None:
+        gap = self.measured_until is not None and point.slot > self.measured_until + _TOLERANCE
+        if self.open is not None and gap:
+            assert self.measured_until is not None
+            self._close(self.measured_until, "not_measured")
+        if not point.measured:
+            if self.open is not None:
+                self._close(point.slot, "not_measured")
+        elif point.maintenance:
+            pass
+        elif point.outcome != "delivered":
+            self._bad(point)
+        elif self.open is not None:
+            self._close(point.slot, "recovered")
+        self.measured_until = point.end
+        self.watermark = point.slot
+
+    def _bad(self, point: Point) -> None:
+        if self.open is None:
+            self.open = {
+                "id": None, "flow": self.flow, "destination": self.destination,
+                "start_at": point.slot, "last_bad_at": point.slot, "end_at": None,
+                "cause": point.outcome, "bad_results": 1, "ended_by": None,
+            }  # fmt: skip
+            return
+        self.open["last_bad_at"] = point.slot
+        self.open["bad_results"] += 1
+        self.changed = True
+
+    def _close(self, end: datetime, ended_by: str) -> None:
+        assert self.open is not None
+        self.open["end_at"] = max(end, self.open["last_bad_at"])
+        self.open["ended_by"] = ended_by
+        self.closed.append(self.open)
+        self.open = None
+
+
+async def advance(
+    conn: AsyncConnection, fresh: Iterable[tuple[str, str, datetime]], *, now: datetime
+) -> None:
+    """Move the watermarks of the pairs that got new results, in the caller's transaction.
+
+    ``fresh``: (flow, destination, slot) of every result just inserted. A pair whose new
+    results lie behind its watermark, or that has none yet, is rewound to the oldest of them.
+    """
+    earliest: dict[Pair, datetime] = {}
+    for flow, dest, slot in fresh:
+        key = (flow, dest)
+        if key not in earliest or slot < earliest[key]:
+            earliest[key] = slot
+    if not earliest:
+        return
+    machines = await _lock(conn, list(earliest))
+    rewind = {
+        key: slot
+        for key, slot in earliest.items()
+        if machines[key].watermark is None or slot <= machines[key].watermark  # type: ignore[operator]
+    }
+    await _rewind(conn, machines, rewind)
+    await _load_open(conn, [m for k, m in machines.items() if k not in rewind])
+    blocked = await _blockers(conn, list(machines), now=now)
+    await _feed(conn, machines, blocked)
+    await _save(conn, machines.values(), blocked)
+
+
+async def rebuild(conn: AsyncConnection, *, now: datetime) -> None:
+    """Derive every incident again from the raw results (rollups are rebuilt elsewhere)."""
+    await conn.execute(delete(incidents))
+    await conn.execute(delete(watermarks))
+    query = select(results.c.flow, results.c.destination).distinct()
+    pairs = [(r.flow, r.destination) for r in await conn.execute(query)]
+    for start in range(0, len(pairs), _CHUNK):
+        # Each pair from its first result: the same rewind an out-of-order result causes.
+        part = pairs[start : start + _CHUNK]
+        await advance(conn, [(f, d, EPOCH) for f, d in part], now=now)
+
+
+async def _lock(conn: AsyncConnection, keys: list[Pair]) -> dict[Pair, Machine]:
+    """The watermarks of ``keys``, created where missing and locked (another daemon waits)."""
+    values = [{"flow": f, "destination": d} for f, d in keys]
+    await bulk.insert_rows(conn, watermarks, values, skip_conflicts=True)
+    machines: dict[Pair, Machine] = {}
+    for part in _chunks(keys):
+        query = (
+            select(watermarks)
+            .where(tuple_(watermarks.c.flow, watermarks.c.destination).in_(part))
+            .with_for_update()
+        )
+        for row in await conn.execute(query):
+            machine = Machine(row.flow, row.destination)
+            machine.watermark, machine.measured_until = row.slot_at, row.measured_until
+            machines[(row.flow, row.destination)] = machine
+    return machines
+
+
+async def _rewind(
+    conn: AsyncConnection, machines: dict[Pair, Machine], rewind: dict[Pair, datetime]
+) -> None:
+    """Set each pair back to just before ``rewind[pair]``, deleting the incidents after it.
+
+    An incident still open then, or ended at or after that slot, may change: it is deleted
+    and the pair restarts at its first slot, where no incident is open.
+    """
+    for (flow, dest), slot in rewind.items():
+        machine = machines[(flow, dest)]
+        mine = and_(incidents.c.flow == flow, incidents.c.destination == dest)
+        touched = or_(incidents.c.end_at.is_(None), incidents.c.end_at >= slot)
+        starts = await conn.execute(select(incidents.c.start_at).where(mine, touched))
+        restart = min([slot, *(r.start_at for r in starts)])
+        await conn.execute(delete(incidents).where(mine, touched))
+        before = (
+            select(results.c.slot_at, results.c.span_s, results.c.reason)
+            .where(results.c.flow == flow, results.c.destination == dest)
+            .where(results.c.slot_at < restart, results.c.adhoc.is_(False))
+            .order_by(results.c.slot_at.desc())
+            .limit(1)
+        )
+        previous = (await conn.execute(before)).first()
+        if previous is None:
+            machine.watermark = machine.measured_until = None
+        else:
+            point = Point(previous.slot_at, "", previous.span_s, False, measured(previous.reason))
+            machine.watermark, machine.measured_until = point.slot, point.end
+        machine.open = None
+
+
+async def _load_open(conn: AsyncConnection, machines: list[Machine]) -> None:
+    """Each machine's open incident, locked."""
+    by_key = {(m.flow, m.destination): m for m in machines}
+    for part in _chunks(list(by_key)):
+        query = (
+            select(incidents)
+            .where(tuple_(incidents.c.flow, incidents.c.destination).in_(part))
+            .where(incidents.c.end_at.is_(None))
+            .with_for_update()
+        )
+        for row in await conn.execute(query):
+            by_key[(row.flow, row.destination)].open = dict(row._mapping)
+
+
+async def _blockers(
+    conn: AsyncConnection, keys: list[Pair], *, now: datetime
+) -> dict[Pair, datetime]:
+    """Per pair, the oldest slot whose probe has no result for it yet and is not overdue."""
+    flows = sorted({flow for flow, _ in keys})
+    pending: list[tuple[str, str, datetime]] = []
+    for part in _chunks(flows):
+        query = select(probes.c.probe_id, probes.c.flow, probes.c.slot_at).where(
+            probes.c.flow.in_(part), probes.c.deadline_at > now - GRACE
+        )
+        pending.extend((r.probe_id, r.flow, r.slot_at) for r in await conn.execute(query))
+    done: set[tuple[str, str]] = set()
+    for part in _chunks([p for p, _, _ in pending]):
+        query = select(results.c.probe_id, results.c.destination).where(
+            results.c.probe_id.in_(part)
+        )
+        done.update((r.probe_id, r.destination) for r in await conn.execute(query))
+    dests: dict[str, list[str]] = defaultdict(list)
+    for flow, dest in keys:
+        dests[flow].append(dest)
+    blocked: dict[Pair, datetime] = {}
+    for probe_id, flow, slot in pending:
+        for dest in dests[flow]:
+            key = (flow, dest)
+            if (probe_id, dest) not in done and (key not in blocked or slot < blocked[key]):
+                blocked[key] = slot
+    return blocked
+
+
+async def _feed(
+    conn: AsyncConnection, machines: dict[Pair, Machine], blocked: dict[Pair, datetime]
+) -> None:
+    """Feed each machine its results after its watermark and before its blocker, in order."""
+    by_watermark: dict[datetime | None, list[Pair]] = defaultdict(list)
+    for key, machine in machines.items():
+        by_watermark[machine.watermark].append(key)
+    for watermark, keys in by_watermark.items():
+        for part in _chunks(keys):
+            query = (
+                select(
+                    results.c.flow, results.c.destination, results.c.slot_at,
+                    results.c.outcome, results.c.span_s, results.c.maintenance,
+                    results.c.reason,
+                )
+                .where(tuple_(results.c.flow, results.c.destination).in_(part))
+                .where(results.c.adhoc.is_(False))
+                .order_by(results.c.slot_at)
+            )  # fmt: skip
+            if watermark is not None:
+                query = query.where(results.c.slot_at > watermark)
+            stream = await conn.stream(query.execution_options(yield_per=10_000))
+            async for rows in stream.partitions():
+                for row in rows:
+                    key = (row.flow, row.destination)
+                    stop = blocked.get(key)
+                    if stop is not None and row.slot_at >= stop:
+                        continue
+                    machines[key].feed(
+                        Point(
+                            row.slot_at, row.outcome, row.span_s, bool(row.maintenance),
+                            measured(row.reason),
+                        )
+                    )  # fmt: skip
+
+
+async def _save(
+    conn: AsyncConnection, machines: Iterable[Machine], blocked: dict[Pair, datetime]
+) -> None:
+    new: list[dict[str, Any]] = []
+    changed: list[dict[str, Any]] = []
+    marks: list[dict[str, Any]] = []
+    for m in machines:
+        for incident in [*m.closed, *([m.open] if m.open is not None else [])]:
+            if incident["id"] is None:
+                new.append({k: v for k, v in incident.items() if k != "id"})
+            elif incident is not m.open or m.changed:
+                changed.append(incident)
+        marks.append(
+            {
+                "flow": m.flow, "destination": m.destination, "slot_at": m.watermark,
+                "measured_until": m.measured_until,
+                "blocked_at": blocked.get((m.flow, m.destination)),
+            }
+        )  # fmt: skip
+        m.closed = []
+    await bulk.insert_rows(conn, incidents, new)
+    await bulk.update_rows(conn, incidents, changed, key=("id",))
+    await bulk.update_rows(conn, watermarks, marks, key=("flow", "destination"))
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
