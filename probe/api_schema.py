@@ -170,6 +170,7 @@ def _report_schemas() -> dict[str, Any]:
                         "end": _TIME,
                         "duration_seconds": _SECONDS,
                         "cause": {"type": "string"},
+                        "ended_by": _nullable({"enum": ["recovered", "not_measured"]}),
                         "open": {"type": "boolean"},
                     }
                 ),
@@ -187,9 +188,19 @@ def _report_schemas() -> dict[str, Any]:
                         "probes": {"type": "integer", "minimum": 0},
                         "availability": _nullable(_RATIO),
                         "latency_seconds": _nullable(_object(percentiles)),
+                        "coverage": _nullable(_RATIO),
+                        "not_measured_seconds": _SECONDS,
                     }
                 ),
             },
+            "expected_slots": _nullable({"type": "integer", "minimum": 0}),
+            "measured_slots": {"type": "integer", "minimum": 0},
+            "coverage": _nullable(_RATIO),
+            "measured_seconds": _SECONDS,
+            "not_measured_seconds": _SECONDS,
+            "not_measured_probes": {"type": "integer", "minimum": 0},
+            "first_measured": _nullable(_TIME),
+            "partial": {"type": "boolean"},
         }
     )
     report = _object(
@@ -197,7 +208,15 @@ def _report_schemas() -> dict[str, Any]:
             "month": {"type": "string"},
             "timezone": {"type": "string"},
             "generated_at": _TIME,
-            "period": _object({"start": _TIME, "end": _TIME, "hours": {"type": "number"}}),
+            "period": _object(
+                {
+                    "start": _TIME,
+                    "end": _TIME,
+                    "hours": {"type": "number"},
+                    "measured_until": _TIME,
+                }
+            ),
+            "partial": {"type": "boolean"},
             "rows": {"type": "array", "items": _ref("ReportRow")},
         }
     )
