@@ -229,6 +229,7 @@ class Api:
             "name": dest.name,
             "state": str(dest.state),
             "last_probe": None if dest.last is None else self._last_json(dest.last),
+            "down_since": None if dest.down_since is None else self._iso(dest.down_since),
             "availability": dest.availability,
             "slo": {"objective": dest.slo_objective, "latency_seconds": dest.slo_latency},
         }

@@ -73,6 +73,7 @@ _SCHEMAS: Final[dict[str, Any]] = {
             "name": {"type": "string", "description": 'The destination; "" for a check.'},
             "state": _ref("State"),
             "last_probe": _nullable(_ref("LastProbe")),
+            "down_since": _nullable(_TIME),
             "availability": _object(
                 {
                     "1h": _nullable(_RATIO),

@@ -29,14 +29,14 @@ from enum import StrEnum
 from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import false, func, select
+from sqlalchemy import false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from probe.config import FlowSpec
 from probe.maintenance import Calendar, occurrences, windows_for
-from probe.model import Outcome, utcnow
+from probe.model import PROBE_FAULTS, Outcome, utcnow
 from probe.store.rollup import OUTCOMES, hour_of
-from probe.store.tables import results, rollups
+from probe.store.tables import incidents, results, rollups
 
 DOWN_AFTER = 3
 RECENT = 10
@@ -117,6 +117,8 @@ class DestinationStatus:
     slo_objective: float
     slo_latency: float
     hours: tuple[Hour, ...]  # the last 24 UTC hours, oldest first
+    # The first slot of the open incident, derived in slot order behind the watermark.
+    down_since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +186,7 @@ async def snapshot(
     async with engine.connect() as conn:
         month = await _rollup_totals(conn, since=hour_of(now) - timedelta(hours=719))
         day = await _rollup_hours(conn, first=hour_of(now) - timedelta(hours=23))
+        opened = await _open_incidents(conn)
         for flow in flows:
             dests = []
             for name, objective, latency in _targets(flow):
@@ -201,8 +204,11 @@ async def snapshot(
                     "30d": _ratio(*month.get(key, (0, 0))),
                 }
                 dests.append(
-                    DestinationStatus(name, state, last, availability, objective, latency, hours)
-                )
+                    DestinationStatus(
+                        name, state, last, availability, objective, latency, hours,
+                        down_since=opened.get(key) if state is State.DOWN else None,
+                    )
+                )  # fmt: skip
             out.append(_flow_status(flow, dests, calendar, now))
     return Snapshot(generated_at=now, flows=tuple(out))
 
@@ -221,7 +227,7 @@ def _flow_status(
         dests = [
             DestinationStatus(
                 d.name, State.MAINTENANCE, d.last, d.availability,
-                d.slo_objective, d.slo_latency, d.hours,
+                d.slo_objective, d.slo_latency, d.hours, None,
             )
             for d in dests
         ]  # fmt: skip
@@ -276,9 +282,25 @@ def to_recent(row: Any) -> Recent:
     )
 
 
+async def _open_incidents(conn: AsyncConnection) -> dict[Key, datetime]:
+    """The start of each flow and destination's open incident."""
+    query = select(incidents.c.flow, incidents.c.destination, incidents.c.start_at).where(
+        incidents.c.end_at.is_(None)
+    )
+    return {(r.flow, r.destination): r.start_at for r in await conn.execute(query)}
+
+
+def _measured(query: Any) -> Any:
+    """Only what measured the integration: no ad hoc result, no probe-side fault."""
+    return query.where(results.c.adhoc.is_(False)).where(
+        or_(results.c.reason.is_(None), results.c.reason.not_in(sorted(PROBE_FAULTS)))
+    )
+
+
 async def _recent(conn: AsyncConnection, key: Key) -> tuple[list[Recent], Recent | None]:
-    """The newest results outside maintenance (for the state), and the newest of all."""
-    query = (
+    """The newest measured results outside maintenance (for the state), and the newest of
+    all, by slot: a lost probe resolves after later slots, and must not look newer."""
+    query = _measured(
         select(*_COLUMNS)
         .where(results.c.flow == key[0], results.c.destination == key[1])
         .order_by(results.c.slot_at.desc(), results.c.probe_id.desc())
@@ -289,7 +311,7 @@ async def _recent(conn: AsyncConnection, key: Key) -> tuple[list[Recent], Recent
 
 
 async def _availability_1h(conn: AsyncConnection, key: Key, now: datetime) -> float | None:
-    query = (
+    query = _measured(
         select(results.c.outcome, func.count())
         .where(results.c.flow == key[0], results.c.destination == key[1])
         .where(results.c.slot_at >= now - timedelta(hours=1), results.c.slot_at <= now)

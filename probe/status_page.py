@@ -38,6 +38,7 @@ _LABELS: Final[dict[str, tuple[str, str]]] = {
     "ok": ("Working", "Kører"),
     "degraded": ("Degraded", "Forringet"),
     "down": ("Down", "Nede"),
+    "down_since": ("since {time}", "siden {time}"),
     "maintenance": ("Maintenance", "Vedligehold"),
     "unknown": ("Unknown", "Ukendt"),
     "overall_ok": ("All integrations are working", "Alle integrationer kører"),
@@ -248,9 +249,13 @@ def _next(window: Window, lang: Lang, tz: ZoneInfo) -> str:
 
 def _destination(flow: str, dest: DestinationStatus, lang: Lang, tz: ZoneInfo) -> str:
     name = dest.name or _t("check", lang)
+    since = ""
+    if dest.down_since is not None:
+        at = formats.when(dest.down_since.astimezone(tz).isoformat(), lang, exact=False)
+        since = f'<br><small class="since">{_e(_t("down_since", lang, time=at))}</small>'
     cells = [
         f'<td class="name">{_e(name)}</td>',
-        f"<td>{_badge(dest.state, lang)}</td>",
+        f"<td>{_badge(dest.state, lang)}{since}</td>",
         f'<td class="bar">{_bar(dest, lang, tz)}</td>',
         *(_percent(dest.availability[key], lang) for key in ("1h", "24h", "30d")),
         f'<td class="last">{_last(dest, lang, tz)}</td>',

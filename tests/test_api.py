@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,13 @@ async def test_status_and_paging_on_each_store(store_url: str) -> None:
         for dest, outcome in (("a", "delivered"), ("b", "lost" if minute <= 3 else "delivered")):
             store.add_result(_result(probe_id, dest, slot, outcome))
     store.add_result(_result("PROLD", "a", now - timedelta(days=10), "lost"))
+    # Neither a probe-side fault nor an ad hoc `probe once --store` result says anything
+    # about destination a: its state and availability stay as measured.
+    newest = now - timedelta(seconds=20)
+    fault = _result(new_probe_id(newest.timestamp()), "a", newest, "observe_error")
+    store.add_result(replace(fault, reason="listen"))
+    adhoc = _result(new_probe_id(newest.timestamp() + 1), "a", newest, "lost")
+    store.add_result(replace(adhoc, adhoc=True))
     await store.close()
     config = Config.model_validate({"flows": [{"name": "f", "source": {
         "type": "http", "url": "http://127.0.0.1:9/"}, "destinations": [
@@ -185,6 +193,8 @@ async def test_status_and_paging_on_each_store(store_url: str) -> None:
         (flow,) = found.flows
         a, b = flow.destinations
         assert (flow.state, a.state, b.state) == (State.DOWN, State.OK, State.DOWN)
+        # Down since the first slot of the open incident, derived in slot order.
+        assert (a.down_since, b.down_since) == (None, now - timedelta(minutes=3))
         assert a.availability == {"1h": 1.0, "24h": 1.0, "30d": 90 / 91}
         assert b.availability == {"1h": 57 / 60, "24h": 87 / 90, "30d": 87 / 90}
         assert [h.counted for h in a.hours[-3:]] == [0, 60, 30]  # now is half past
@@ -211,7 +221,7 @@ async def test_status_and_paging_on_each_store(store_url: str) -> None:
     finally:
         await engine.dispose()
     keys = [(datetime.fromisoformat(t), p, d) for t, p, d in seen]
-    assert len(keys) == 180
+    assert len(keys) == 182  # the raw record keeps the fault and the ad hoc result too
     assert keys == sorted(set(keys))
 
 
@@ -245,6 +255,8 @@ async def test_flows_list_states_last_probe_and_availability(daemon: Daemon) -> 
         "http_5xx",
         None,
     )
+    assert adt["labka"]["down_since"] is None
+    assert datetime.fromisoformat(adt["archive"]["down_since"]) <= datetime.now(UTC)
     assert adt["labka"]["availability"]["1h"] == 1.0
     assert adt["labka"]["availability"]["24h"] == 1.0
     assert adt["archive"]["availability"] == {"1h": 0.0, "24h": 0.0, "30d": 0.0}

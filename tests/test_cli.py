@@ -11,7 +11,6 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-
 from sqlalchemy import select
 
 from probe.store import create_engine, open_store

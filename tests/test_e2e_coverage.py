@@ -91,9 +91,10 @@ async def test_one_lost_probe_is_one_slot_and_a_stopped_daemon_is_not_measured(
         async def settled() -> bool:
             # The lost probe resolved (at its deadline), and three later slots after it.
             rows = await _results(url)
-            return any(r.outcome == "lost" for r in rows) and sum(
-                r.slot_at > lost_slot + timedelta(seconds=3) for r in rows
-            ) >= 1
+            return (
+                any(r.outcome == "lost" for r in rows)
+                and sum(r.slot_at > lost_slot + timedelta(seconds=3) for r in rows) >= 1
+            )
 
         _, stopped = await _run_until(loaded, settled)
         first = await _results(url)

@@ -145,7 +145,7 @@ def test_markdown_tables_have_header_separator_and_even_columns(sample: Report, 
         width = len(_cells(table[0]))
         assert all(re.fullmatch(r" :?-{3,}:? ", cell) for cell in _cells(table[1]))
         assert all(len(_cells(line)) == width for line in table)
-    assert len(_cells(summary[0])) == 8
+    assert len(_cells(summary[0])) == 9
     assert "gs\\|adt" in summary[2]
 
 
@@ -250,12 +250,303 @@ def test_html_chart_leaves_days_without_data_as_gaps(sample: Report) -> None:
     """Days missing from `daily`, or with null figures, are gaps: no point is drawn at 100 %."""
     row = sample["rows"][0]
     row["daily"] = [day for day in row["daily"] if day["date"] != "2026-10-15"]
+    row["daily"][29]["availability"] = None  # 31 Oct: measured, but all of it in maintenance
     section = _section(render(sample, fmt="html"), 1)
     availability = section.split("<svg")[1]
     assert availability.count('class="gap"') == 2 + 1  # 15 and 31 Oct, plus the legend swatch
+    assert 'class="unmeasured"' not in availability  # both days are unknown, not unmeasured
     assert availability.count("<polyline") == 2  # the line breaks at the 15th
     markers = availability.count("<circle") + availability.count("<path")
-    assert markers == 29 + 1  # 31 days less 2 gaps, plus the legend's diamond
+    # 31 days less 2 gaps, plus the legend's diamond and its hollow "partly measured" circle.
+    assert markers == 29 + 2
+
+
+# --- coverage, partial months and time not measured ---------------------------------------
+
+_NEW_ROW_KEYS = (
+    "coverage",
+    "expected_slots",
+    "measured_slots",
+    "measured_seconds",
+    "not_measured_seconds",
+    "not_measured_probes",
+    "partial",
+    "first_measured",
+)
+
+
+def _old(report: Report) -> Report:
+    """`report` as a producer before coverage wrote it: none of the measurement keys."""
+    report.pop("partial")
+    report["period"].pop("measured_until")
+    for row in report["rows"]:
+        for key in _NEW_ROW_KEYS:
+            row.pop(key)
+        for day in row["daily"]:
+            day.pop("coverage")
+            day.pop("not_measured_seconds")
+        for incident in row["incidents"]:
+            incident.pop("ended_by")
+    return report
+
+
+def _x(index: int) -> float:
+    """The x of the index-th (0-based) day of a 31-day chart, as `svg._Plot` computes it."""
+    return round(58 + (720 - 58 - 14) / 31 * (index + 0.5), 1)
+
+
+def test_csv_appends_the_measurement_columns_after_the_old_ones() -> None:
+    assert CSV_COLUMNS[:4] == ("month", "flow", "destination", "probes")
+    assert CSV_COLUMNS.index("no_data") == 24  # where the last of the old columns was
+    assert CSV_COLUMNS[25:] == _NEW_ROW_KEYS
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_csv_shows_coverage_not_measured_and_partial(sample: Report, lang: Any) -> None:
+    labka, epm3, api = csv.DictReader(io.StringIO(render(sample, fmt="csv", lang=lang)))
+    assert (labka["coverage"], labka["not_measured_seconds"]) == ("0.9987", "3600")
+    assert (labka["not_measured_probes"], labka["partial"]) == ("2", "false")
+    assert (epm3["coverage"], epm3["not_measured_seconds"]) == ("0.9356", "172800")
+    assert (epm3["expected_slots"], epm3["measured_slots"]) == ("44700", "41820")
+    assert (epm3["not_measured_probes"], epm3["partial"]) == ("0", "true")
+    assert epm3["first_measured"] == "2026-10-03T00:00:00+02:00"
+    assert (api["coverage"], api["not_measured_seconds"], api["first_measured"]) == (
+        "0",
+        "2682000",
+        "",
+    )
+
+
+@pytest.mark.parametrize(
+    ("lang", "summary", "coverage", "not_measured", "note"),
+    [
+        pytest.param(
+            "en",
+            "| gs-adt | epm3 | 99.99% | 99.995% | 93.56% (partial) |",
+            "- Coverage: 93.56% (41,820 of 44,700 scheduled probes)",
+            "- Not measured: 2 d",
+            "> \u25d0 Partial month: monitoring covered 93.56% of the month "
+            "(first measured 3 Oct 2026 00:00).",
+            id="en",
+        ),
+        pytest.param(
+            "da",
+            "| gs-adt | epm3 | 99,99 % | 99,995 % | 93,56 % (delvis) |",
+            "- Dækning: 93,56 % (41.820 af 44.700 planlagte målinger)",
+            "- Ikke målt: 2 d",
+            "> \u25d0 Delvis måned: overvågningen dækkede 93,56 % af måneden "
+            "(først målt 3. okt. 2026 00:00).",
+            id="da",
+        ),
+    ],
+)
+def test_markdown_shows_coverage_not_measured_and_the_partial_row(
+    sample: Report, lang: Any, summary: str, coverage: str, not_measured: str, note: str
+) -> None:
+    markdown = render(sample, fmt="md", lang=lang)
+    table = _tables(markdown)[0]
+    assert table[3].startswith(summary)
+    assert "(partial)" not in table[2]
+    assert "(delvis)" not in table[2]  # the whole month: no marker
+    epm3 = markdown.split("## gs-adt \u2192 epm3")[1].split("\n## ")[0]
+    for line in (coverage, not_measured, note):
+        assert line in epm3.splitlines(), line
+    labka = markdown.split("## gs-adt \u2192 labka")[1].split("\n## ")[0]
+    assert "\u25d0" not in labka
+    assert ("- Not measured: 1 h" if lang == "en" else "- Ikke målt: 1 t") in labka.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("lang", "banner", "measured_only"),
+    [
+        pytest.param(
+            "en",
+            "\u25d0 Partial month: monitoring of gs-adt \u2192 epm3 covered 93.56% of the month "
+            "(first measured 3 Oct 2026 00:00).",
+            "Time availability is computed over measured time only",
+            id="en",
+        ),
+        pytest.param(
+            "da",
+            "\u25d0 Delvis måned: overvågningen af gs-adt \u2192 epm3 dækkede 93,56 % af "
+            "måneden (først målt 3. okt. 2026 00:00).",
+            "Tidsbaseret tilgængelighed er kun beregnet over den målte tid",
+            id="da",
+        ),
+    ],
+)
+@pytest.mark.parametrize("form", ["md", "html"])
+def test_partial_month_banner_and_measured_time_only(
+    sample: Report, form: Any, lang: Any, banner: str, measured_only: str
+) -> None:
+    text = render(sample, fmt=form, lang=lang)
+    assert banner in text
+    assert measured_only in text
+    assert text.index(banner) < text.index(measured_only)  # the banner comes first
+
+
+@pytest.mark.parametrize(
+    ("lang", "coverage", "not_measured", "partial_month", "partial"),
+    [
+        ("en", "Coverage", "Not measured", "Partial month", "partial"),
+        ("da", "Dækning", "Ikke målt", "Delvis måned", "delvis"),
+    ],
+)
+def test_html_shows_coverage_not_measured_and_the_partial_row(
+    sample: Report, lang: Any, coverage: str, not_measured: str, partial_month: str, partial: str
+) -> None:
+    page = render(sample, fmt="html", lang=lang)
+    pct = "93.56%" if lang == "en" else "93,56 %"
+    mark = f'<span class="mark partial">\u25d0 {partial}</span>'
+    assert f"{pct}{mark}" in _summary_line(page, 2).replace(" <span", "<span")
+    assert "partial" not in _summary_line(page, 1)
+    epm3, labka = _section(page, 2), _section(page, 1)
+    assert f'<span class="badge partial">\u25d0 {partial_month}</span>' in epm3
+    assert f"<dt>{coverage}</dt><dd>{pct}<small" in epm3
+    assert f"<dt>{not_measured}</dt><dd>2 d</dd>" in epm3
+    assert 'class="badge partial"' not in labka
+    assert f"<dt>{not_measured}</dt><dd>1 {'h' if lang == 'en' else 't'}<small" in labka
+    faults = "Probe faults: 2" if lang == "en" else "Fejl i måleren: 2"
+    assert faults in labka
+    zero = "0.00%" if lang == "en" else "0,00 %"
+    assert f"{coverage} {zero}" in _section(page, 3)  # no data: still says how little was measured
+
+
+def test_html_chart_hatches_days_not_measured_and_never_draws_them_at_0(sample: Report) -> None:
+    # A producer that wrote 0 for a day it never measured must not get a point at 0 % either.
+    sample["rows"][1]["daily"][0]["availability"] = 0.0
+    section = _section(render(sample, fmt="html"), 2)
+    availability, latency = section.split("<svg")[1:3]
+    assert availability.count('<g class="unmeasured">') == 2 + 1  # 1 and 2 Oct, and the legend
+    assert latency.count('<g class="unmeasured">') == 2 + 1
+    assert "<title>Not measured</title>" in availability
+    assert '<text x="14" y="4">Not measured</text>' in availability  # a legend entry
+    assert 'class="gap"' not in availability  # not measured is not the same as no data
+    for day in (0, 1):
+        assert f'cx="{_x(day)}"' not in availability
+        assert f"M{_x(day)} " not in availability
+    assert ">0.0%<" not in availability  # the axis was not stretched down to a 0 % point
+    assert ">98.5%<" in availability
+
+
+def test_html_chart_draws_a_partly_measured_day_hollow(sample: Report) -> None:
+    availability = _section(render(sample, fmt="html", lang="da"), 1).split("<svg")[1]
+    # 14 Oct lost an hour: its point is hollow, with the day's coverage as its tooltip.
+    assert re.search(
+        rf'<circle cx="{_x(13)}" cy="[\d.]+" r="3" fill="#fff" stroke="#0b5394" '
+        r'stroke-width="1.5" class="partly"><title>Delvist målt: 95,83 %</title></circle>',
+        availability,
+    )
+    assert availability.count('class="partly"') == 1 + 1  # the day, and the legend's circle
+    assert '<text x="14" y="4">Delvist målt</text>' in availability
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_an_old_report_without_the_new_keys_still_renders(sample: Report, lang: Any) -> None:
+    old = _old(sample)
+    markdown, page = render(old, fmt="md", lang=lang), render(old, fmt="html", lang=lang)
+    for text in (markdown, page):
+        assert "\u25d0" not in text  # unknown is not partial
+        assert not re.search(r"(Coverage|Dækning):? \d", text)  # nor shown as 0 % or 100 %
+    coverage = 4  # the column after time availability
+    assert _cells(_tables(markdown)[0][2])[coverage] == f" {fmt.DASH} "
+    assert "(partial)" not in markdown
+    assert "(delvis)" not in markdown
+    assert 'class="banner' not in page
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", _summary_line(page, 2))
+    assert cells[coverage] == fmt.DASH
+    availability = _section(render(old, fmt="html"), 2).split("<svg")[1]
+    assert ">98.5%<" in availability
+    # Without coverage, a day with no probes at all (1 and 2 Oct) still reads as not measured.
+    assert availability.count('<g class="unmeasured">') == 2 + 1
+    line = next(csv.DictReader(io.StringIO(render(old, fmt="csv"))))
+    assert line["coverage"] == line["not_measured_probes"] == line["not_measured_seconds"] == ""
+    assert (line["partial"], line["probes"]) == ("false", "44640")
+
+
+@pytest.mark.parametrize(
+    ("lang", "line"),
+    [
+        ("en", "- Probe faults (counted as not measured): 2"),
+        ("da", "- Fejl i måleren (tæller som ikke målt): 2"),
+    ],
+)
+def test_probe_faults_are_listed_as_not_measured(sample: Report, lang: Any, line: str) -> None:
+    assert line in render(sample, fmt="md", lang=lang).splitlines()
+    first = next(csv.DictReader(io.StringIO(render(sample, fmt="csv"))))
+    assert first["not_measured_probes"] == "2"
+
+
+def test_an_old_report_marks_no_incident_end(sample: Report) -> None:
+    """Without "ended_by" an incident is not called open: only the contract's null says so."""
+    markdown = render(_old(sample), fmt="md")
+    assert "| 7 Oct 2026 02:14 | 02:51 | 37 min | Lost |" in markdown
+    assert "still open" not in markdown
+
+
+@pytest.mark.parametrize(
+    ("lang", "stopped", "still_open"),
+    [("en", "measurement stopped", "still open"), ("da", "målingen stoppede", "stadig åben")],
+)
+def test_incident_ends_say_when_measurement_stopped(
+    sample: Report, lang: Any, stopped: str, still_open: str
+) -> None:
+    incidents = sample["rows"][0]["incidents"]
+    incidents[0]["ended_by"] = "not_measured"
+    incidents[2]["ended_by"] = None
+    markdown = render(sample, fmt="md", lang=lang)
+    assert f"| 02:51 ({stopped}) |" in markdown
+    assert f"| 09:55 ({still_open}) |" in markdown
+    assert "| 13:05:30 |" in markdown  # recovered: nothing added
+    page = _section(render(sample, fmt="html", lang=lang), 1)
+    assert f'<small class="muted">({stopped})</small>' in page
+    assert f'<small class="muted">({still_open})</small>' in page
+
+
+@pytest.mark.parametrize(
+    ("lang", "banner"),
+    [
+        (
+            "en",
+            "\u25d0 Partial month: the month had not ended when the report was generated: "
+            "measured until 15 Oct 2026 12:00 (47% of the month).",
+        ),
+        (
+            "da",
+            "\u25d0 Delvis måned: måneden var ikke slut, da rapporten blev dannet: "
+            "målt indtil 15. okt. 2026 12:00 (47 % af måneden).",
+        ),
+    ],
+)
+def test_a_running_month_says_up_to_when_it_was_measured(
+    sample: Report, lang: Any, banner: str
+) -> None:
+    sample["period"]["measured_until"] = "2026-10-15T12:00:00+02:00"
+    sample["rows"] = [sample["rows"][0]]  # a whole row: only the month is partial
+    assert banner in render(sample, fmt="md", lang=lang)
+    assert banner in render(sample, fmt="html", lang=lang)
+
+
+@pytest.mark.parametrize(
+    ("lang", "wrong", "right"),
+    [("en", "deadline", "latency objective 30 s"), ("da", "frist", "forsinkelsesmål 30 s")],
+)
+def test_the_latency_slo_is_an_objective_not_the_deadline(
+    sample: Report, lang: Any, wrong: str, right: str
+) -> None:
+    """The deadline is the probe's timeout; the latency SLO is what makes a probe late."""
+    page, markdown = render(sample, fmt="html", lang=lang), render(sample, fmt="md", lang=lang)
+    assert wrong not in page.lower()
+    assert wrong not in markdown.lower()
+    assert right in _section(page, 1)
+    objective = "- Latency objective: 30 s" if lang == "en" else "- Forsinkelsesmål: 30 s"
+    assert objective in markdown.splitlines()
+
+
+def test_danish_pages_use_no_english_measurement_words(sample: Report) -> None:
+    danish = render(sample, fmt="html", lang="da") + render(sample, fmt="md", lang="da")
+    for english in ("Coverage", "Not measured", "Partial", "partial)", "Probe faults", "scheduled"):
+        assert english not in danish, english
 
 
 # --- formatters ---------------------------------------------------------------------------

@@ -8,6 +8,9 @@ to compute what the report should say.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -19,6 +22,7 @@ from sqlalchemy import select
 
 from probe.config import Config
 from probe.model import Outcome, Result
+from probe.report.render import render
 from probe.report.stats import build_report
 from probe.store import create_engine, open_store
 from probe.store.maintenance import rebuild_rollups
@@ -581,3 +585,45 @@ async def test_march_2026_has_743_hours(store_url: str) -> None:
         "2026-03-30",
         "2026-03-31",
     ]
+
+
+async def test_monitoring_that_began_on_the_3rd_is_a_partial_month(store_url: str) -> None:
+    """Monitoring from 3 October: the two days before are not measured, not available.
+    Coverage says so, the row and the report are partial, and time availability is over
+    the measured time only (one lost slot of 10 minutes)."""
+    begin = at(3, 0, 0)
+    shots = [s for s in SHOTS if s.key == ("gs-adt", "labka") and begin <= s.slot < END]
+    await _write(store_url, _results(shots))
+    row = _rows(await _report(store_url))[("gs-adt", "labka")]
+    measured = [s for s in shots if not s.maintenance]
+    bad = [s for s in measured if not s.good]
+    assert row["measured_slots"] == len(shots) == len(SLOTS) - 2 * 144
+    assert row["coverage"] == len(shots) / len(SLOTS)
+    assert row["not_measured_seconds"] == 2 * 86400
+    assert row["first_measured"] == "2026-10-03T00:00:00+02:00"
+    assert row["partial"] is True
+    assert row["time_availability"] == 1 - len(bad) / len(measured)
+    assert row["availability"] == sum(s.good for s in measured) / len(measured)
+    first_days = row["daily"][:3]
+    assert [d["coverage"] for d in first_days] == [0.0, 0.0, 1.0]
+    assert [d["availability"] for d in first_days[:2]] == [None, None]
+
+    # Every format says the same, in Danish and in English: the coverage, the partial
+    # month, and that time availability is over measured time only.
+    report = await _report(store_url)
+    share = len(shots) / len(SLOTS)  # 93.56 %
+    assert json.loads(render(report, fmt="json")) == report
+    (csv_row,) = [r for r in csv.DictReader(io.StringIO(render(report, fmt="csv")))
+                  if r["destination"] == "labka"]  # fmt: skip
+    assert float(csv_row["coverage"]) == pytest.approx(share)
+    assert csv_row["partial"] == "true"
+    assert float(csv_row["not_measured_seconds"]) == 2 * 86400
+    words = {
+        "en": ("Partial month", "Coverage", "93.56", "measured time only"),
+        "da": ("Delvis måned", "Dækning", "93,56", "kun beregnet over den målte tid"),
+    }
+    for lang, (partial, coverage, percent, measured_only) in words.items():
+        for fmt in ("md", "html"):
+            text = render(report, fmt=fmt, lang=lang)  # type: ignore[arg-type]
+            for word in (partial, coverage, percent, measured_only):
+                assert word in text, (lang, fmt, word)

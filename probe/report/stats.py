@@ -337,7 +337,8 @@ def _row(
         "outcomes": dict(totals.counts),
         "excluded_maintenance": totals.maintenance,
         "availability": availability,
-        "time_availability": None if no_data or measured_seconds <= 0
+        "time_availability": None
+        if no_data or measured_seconds <= 0
         else 1 - down / measured_seconds,
         "slo": {
             "objective": objective,

@@ -29,7 +29,7 @@ neither open nor end one. So incident time is always measured time.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -120,7 +120,11 @@ class Machine:
 
 
 async def advance(
-    conn: AsyncConnection, fresh: Iterable[tuple[str, str, datetime]], *, now: datetime
+    conn: AsyncConnection,
+    fresh: Iterable[tuple[str, str, datetime]],
+    *,
+    now: datetime,
+    stream: bool = False,
 ) -> None:
     """Move the watermarks of the pairs that got new results, in the caller's transaction.
 
@@ -142,8 +146,8 @@ async def advance(
     }
     await _rewind(conn, machines, rewind)
     await _load_open(conn, [m for k, m in machines.items() if k not in rewind])
-    blocked = await _blockers(conn, list(machines), now=now)
-    await _feed(conn, machines, blocked)
+    blocked = await _blockers(conn, machines, now=now)
+    await _feed(conn, machines, blocked, stream=stream)
     await _save(conn, machines.values(), blocked)
 
 
@@ -156,11 +160,15 @@ async def rebuild(conn: AsyncConnection, *, now: datetime) -> None:
     for start in range(0, len(pairs), _CHUNK):
         # Each pair from its first result: the same rewind an out-of-order result causes.
         part = pairs[start : start + _CHUNK]
-        await advance(conn, [(f, d, EPOCH) for f, d in part], now=now)
+        await advance(conn, [(f, d, EPOCH) for f, d in part], now=now, stream=True)
 
 
 async def _lock(conn: AsyncConnection, keys: list[Pair]) -> dict[Pair, Machine]:
-    """The watermarks of ``keys``, created where missing and locked (another daemon waits)."""
+    """The watermarks of ``keys``, created where missing and locked (another daemon waits).
+
+    Always in key order, so two daemons' batches cannot lock each other's rows crosswise.
+    """
+    keys = sorted(keys)
     values = [{"flow": f, "destination": d} for f, d in keys]
     await bulk.insert_rows(conn, watermarks, values, skip_conflicts=True)
     machines: dict[Pair, Machine] = {}
@@ -168,6 +176,7 @@ async def _lock(conn: AsyncConnection, keys: list[Pair]) -> dict[Pair, Machine]:
         query = (
             select(watermarks)
             .where(tuple_(watermarks.c.flow, watermarks.c.destination).in_(part))
+            .order_by(watermarks.c.flow, watermarks.c.destination)
             .with_for_update()
         )
         for row in await conn.execute(query):
@@ -223,9 +232,11 @@ async def _load_open(conn: AsyncConnection, machines: list[Machine]) -> None:
 
 
 async def _blockers(
-    conn: AsyncConnection, keys: list[Pair], *, now: datetime
+    conn: AsyncConnection, machines: dict[Pair, Machine], *, now: datetime
 ) -> dict[Pair, datetime]:
-    """Per pair, the oldest slot whose probe has no result for it yet and is not overdue."""
+    """Per pair, the oldest slot after its watermark whose probe has no result for it yet
+    and is not overdue. (One at or before the watermark rewinds the pair when it resolves.)"""
+    keys = list(machines)
     flows = sorted({flow for flow, _ in keys})
     pending: list[tuple[str, str, datetime]] = []
     for part in _chunks(flows):
@@ -246,15 +257,25 @@ async def _blockers(
     for probe_id, flow, slot in pending:
         for dest in dests[flow]:
             key = (flow, dest)
-            if (probe_id, dest) not in done and (key not in blocked or slot < blocked[key]):
+            if (probe_id, dest) in done or (key in blocked and slot >= blocked[key]):
+                continue
+            watermark = machines[key].watermark
+            if watermark is None or slot > watermark:
                 blocked[key] = slot
     return blocked
 
 
 async def _feed(
-    conn: AsyncConnection, machines: dict[Pair, Machine], blocked: dict[Pair, datetime]
+    conn: AsyncConnection,
+    machines: dict[Pair, Machine],
+    blocked: dict[Pair, datetime],
+    *,
+    stream: bool,
 ) -> None:
-    """Feed each machine its results after its watermark and before its blocker, in order."""
+    """Feed each machine its results after its watermark and before its blocker, in order.
+
+    A batch reads only what follows the watermarks, a few rows, in one plain query: a
+    server-side cursor left open by a cancelled write could keep SQLite's write lock."""
     by_watermark: dict[datetime | None, list[Pair]] = defaultdict(list)
     for key, machine in machines.items():
         by_watermark[machine.watermark].append(key)
@@ -272,8 +293,7 @@ async def _feed(
             )  # fmt: skip
             if watermark is not None:
                 query = query.where(results.c.slot_at > watermark)
-            stream = await conn.stream(query.execution_options(yield_per=10_000))
-            async for rows in stream.partitions():
+            async for rows in _rows(conn, query, stream=stream):
                 for row in rows:
                     key = (row.flow, row.destination)
                     stop = blocked.get(key)
@@ -310,6 +330,15 @@ async def _save(
     await bulk.insert_rows(conn, incidents, new)
     await bulk.update_rows(conn, incidents, changed, key=("id",))
     await bulk.update_rows(conn, watermarks, marks, key=("flow", "destination"))
+
+
+async def _rows(conn: AsyncConnection, query: Any, *, stream: bool) -> AsyncIterator[Sequence[Any]]:
+    if not stream:
+        yield (await conn.execute(query)).all()
+        return
+    result = await conn.stream(query.execution_options(yield_per=10_000))
+    async for rows in result.partitions():
+        yield rows
 
 
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:

@@ -103,6 +103,11 @@ class Store:
         self._closing = False
         dialect = engine.dialect.name
         self._insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        # No timeout on SQLite writes: a local file cannot hang like a network database
+        # (its busy_timeout bounds lock waits), and a statement cancelled mid-execution
+        # leaves its connection holding the write lock until the garbage collector finds
+        # the cursor, which blocked every later write.
+        self._write_limit = write_timeout if dialect == "postgresql" else None
 
     @property
     def backlog(self) -> int:
@@ -318,7 +323,7 @@ class Store:
         try:
             async for attempt in retrying:
                 with attempt:
-                    async with asyncio.timeout(self.write_timeout):
+                    async with asyncio.timeout(self._write_limit):
                         await self._write(batch)
         except SQLAlchemyError:
             # The database answered but refused something in the batch (a constraint, a

@@ -9,7 +9,8 @@
   ``html`` is one self-contained page with inline CSS and SVG, printable on A4.
 
 A row without data is written as "No data" / "Ingen data" in every human format, never
-as 100 %.
+as 100 %. Time availability covers measured time only, so every format also shows the
+coverage and the time not measured, and the human ones flag a partial month and row.
 """
 
 from __future__ import annotations

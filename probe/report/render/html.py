@@ -16,11 +16,20 @@ from probe.report.render.i18n import Lang, cause, label
 from probe.report.render.style import CSS
 from probe.report.render.view import Report, Row, Span, daily_by_date
 from probe.report.render.wording import (
+    DEFINITIONS,
+    PARTIAL_MARK,
     change,
+    coverage,
+    coverage_detail,
     destination,
+    incident_end,
+    not_measured,
     optional_duration,
     optional_percent,
+    partial_note,
     period_line,
+    probe_faults,
+    report_partial_note,
     row_title,
 )
 
@@ -40,6 +49,7 @@ def to_html(report: Report, lang: Lang) -> str:
         f"<h1>{_e(month)}</h1>",
         f'<p class="meta">{_e(period_line(report, lang))}</p>',
         "</header>",
+        _banner(report, lang),
         _tiles(report, lang),
         _summary(report, lang),
         _definitions(lang),
@@ -52,6 +62,12 @@ def to_html(report: Report, lang: Lang) -> str:
         f"<title>{_e(title)}</title>\n<style>{CSS}</style>\n</head>\n"
         '<body>\n<main class="page">\n' + "\n".join(body) + "\n</main>\n</body>\n</html>\n"
     )
+
+
+def _banner(report: Report, lang: Lang) -> str:
+    """A partial month, said before any figure: the figures cover only what was measured."""
+    text = report_partial_note(report, lang, name=str)
+    return f'<p class="banner partial" role="note">{_e(text)}</p>' if text else ""
 
 
 def _verdict(row: Row) -> str:
@@ -94,6 +110,7 @@ def _summary(report: Report, lang: Lang) -> str:
         ("destination", ""),
         ("availability", "num"),
         ("time_availability", "num"),
+        ("coverage", "num"),
         ("previous", "num"),
         ("objective", "num"),
         ("slo", ""),
@@ -109,6 +126,7 @@ def _summary(report: Report, lang: Lang) -> str:
             f"<td>{_e(destination(row, lang))}</td>",
             _num(optional_percent(row.availability, row, lang)),
             _num(optional_percent(row.time_availability, row, lang)),
+            _coverage_cell(row, lang),
             _num(_previous_cell(row, lang)),
             _num(DASH if objective is None else formats.percent(objective, lang, trim=True)),
             f"<td>{_badge(row, lang)}</td>",
@@ -119,8 +137,17 @@ def _summary(report: Report, lang: Lang) -> str:
     return (
         f"<section><h2>{_e(label('summary', lang))}</h2>"
         f'<table class="summary"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(lines)}</tbody></table></section>"
+        f"<tbody>{''.join(lines)}</tbody></table>"
+        f'<p class="note">{_e(label("measured_only", lang))}</p></section>'
     )
+
+
+def _coverage_cell(row: Row, lang: Lang) -> str:
+    """The coverage, marked with a symbol and a word when the row covers part of the month."""
+    mark = ""
+    if row.partial:
+        mark = f' <span class="mark partial">{PARTIAL_MARK} {_e(label("partial", lang))}</span>'
+    return f'<td class="num">{_e(coverage(row, lang))}{mark}</td>'
 
 
 def _num(text: str) -> str:
@@ -137,9 +164,17 @@ def _previous_cell(row: Row, lang: Lang) -> str:
 def _section(row: Row, index: int, report: Report, lang: Lang) -> str:
     """One flow and destination: key figures, charts, incidents and maintenance."""
     name = row_title(row, lang)
-    head = f'<div class="flow-head"><h2>{_e(name)}</h2>{_badge(row, lang)}</div>'
+    badges = _badge(row, lang)
+    if row.partial:
+        text = f"{PARTIAL_MARK} {label('partial_month', lang)}"
+        badges = f'<span class="badge partial">{_e(text)}</span> {badges}'
+    head = f'<div class="flow-head"><h2>{_e(name)}</h2><span>{badges}</span></div>'
+    if row.partial:
+        head += f'<p class="partial-note">{_e(partial_note(row, lang))}</p>'
     if row.no_data:
         body = [f'<p class="nodata">{_e(label("no_data_note", lang))}</p>']
+        if row.measurement_known:
+            body.append(_measurement_line(row, lang))
     else:
         days = report.days()
         daily = daily_by_date(row.daily)
@@ -181,6 +216,12 @@ def _figures(row: Row, lang: Lang) -> str:
             sub=f"{label('objective_line', lang)} {objective}",
         ),
         _tile(label("time_availability", lang), optional_percent(row.time_availability, row, lang)),
+        _tile(label("coverage", lang), coverage(row, lang), sub=coverage_detail(row, lang)),
+        _tile(
+            label("not_measured", lang),
+            not_measured(row, lang),
+            sub=_faults_line(row, lang),
+        ),
         _tile(
             label("error_budget", lang),
             DASH if budget is None else formats.percent(budget, lang, decimals=0),
@@ -202,6 +243,23 @@ def _figures(row: Row, lang: Lang) -> str:
     return f'<dl class="figures">{"".join(cells)}</dl>'
 
 
+def _faults_line(row: Row, lang: Lang) -> str:
+    faults = probe_faults(row, lang)
+    return f"{label('probe_faults_short', lang)}: {faults}" if faults else ""
+
+
+def _measurement_line(row: Row, lang: Lang) -> str:
+    """Coverage and time not measured in one line, for a row without any data."""
+    parts = [
+        f"{label('coverage', lang)} {coverage(row, lang)}",
+        f"{label('not_measured', lang)} {not_measured(row, lang)}",
+    ]
+    if faults := _faults_line(row, lang):
+        parts.append(faults)
+    items = " \u00b7 ".join(f'<span class="item">{_e(part)}</span>' for part in parts)
+    return f'<p class="outcomes">{items}</p>'
+
+
 def _tile(term: str, value: str, *, sub: str = "", tone: str = "") -> str:
     """One key figure: its name, its value, and an optional smaller line under it."""
     small = f'<small class="{tone}">{_e(sub)}</small>' if sub else ""
@@ -220,10 +278,11 @@ def _outcomes(row: Row, lang: Lang) -> str:
         f"{label('excluded', lang).lower()} {formats.number(row.excluded_maintenance, lang)}"
     )
     if row.slo.latency_seconds is not None and row.latency is not None:
-        deadline = formats.seconds(row.slo.latency_seconds, lang, trim=True)
+        objective = formats.seconds(row.slo.latency_seconds, lang, trim=True)
         maximum = DASH if row.latency.max is None else formats.seconds(row.latency.max, lang)
         parts.append(
-            f"{label('latency_deadline', lang).lower()} {deadline}, {label('max', lang)} {maximum}"
+            f"{label('latency_objective', lang).lower()} {objective}, "
+            f"{label('max', lang)} {maximum}"
         )
     # Each item stays on one line, so a wrap never leaves a unit alone at a line start.
     items = " \u00b7 ".join(f'<span class="item">{_e(part)}</span>' for part in parts)
@@ -240,12 +299,19 @@ def _incidents(incidents: tuple[Span, ...], lang: Lang) -> str:
     lines = [
         "<tr>"
         f"<td>{_time(item.start, formats.when(item.start, lang))}</td>"
-        f"<td>{_time(item.end, formats.until(item.start, item.end, lang))}</td>"
+        f"<td>{_time(item.end, formats.until(item.start, item.end, lang))}"
+        f"{_why_end(item, lang)}</td>"
         + _num(optional_duration(item.duration_seconds, lang))
         + f"<td>{_e(cause(item.label, lang))}</td></tr>"
         for item in incidents
     ]
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
+
+
+def _why_end(item: Span, lang: Lang) -> str:
+    """A note after an incident's end when it did not end in a recovery."""
+    why = incident_end(item, lang)
+    return f' <small class="muted">({_e(why)})</small>' if why else ""
 
 
 def _time(stamp: str, text: str) -> str:
@@ -273,7 +339,6 @@ def _maintenance(row: Row, lang: Lang) -> str:
 
 def _definitions(lang: Lang) -> str:
     """Plain-language definitions under the summary: the readers are not SRE engineers."""
-    keys = ("def_availability", "def_time", "def_incident", "def_budget")
-    items = "".join(f"<li>{_e(label(key, lang))}</li>" for key in keys)
+    items = "".join(f"<li>{_e(label(key, lang))}</li>" for key in DEFINITIONS)
     title = _e(label("definitions", lang))
     return f'<aside class="definitions"><b>{title}</b><ul>{items}</ul></aside>'

@@ -39,7 +39,8 @@ _LABELS: Final[dict[str, tuple[str, str]]] = {
     ),
     "latency": ("Latency", "Forsinkelse"),
     "latency_p95": ("Latency p95", "Forsinkelse p95"),
-    "latency_deadline": ("Deadline", "Frist"),
+    # The latency SLO: slower than this is "late". Not the deadline, which is the timeout.
+    "latency_objective": ("Latency objective", "Forsinkelsesmål"),
     "max": ("max", "maks."),
     "incidents": ("Incidents", "Hændelser"),
     "no_incidents": ("No incidents.", "Ingen hændelser."),
@@ -75,11 +76,59 @@ _LABELS: Final[dict[str, tuple[str, str]]] = {
         "Tilgængelighed: leverede målinger delt med talte målinger (vedligehold holdt ude).",
     ),
     "def_time": (
-        "Time availability: share of the month's minutes, outside maintenance, "
-        "not inside an incident.",
-        "Tidsbaseret tilgængelighed: andel af månedens minutter uden for vedligehold, "
+        "Time availability: share of the measured time, outside maintenance, "
+        "that is not inside an incident.",
+        "Tidsbaseret tilgængelighed: andel af den målte tid uden for vedligehold, "
         "som ikke ligger i en hændelse.",
     ),
+    "def_coverage": (
+        "Coverage: the probes measured, as a share of those the schedule has in the month. "
+        "Not measured: time before monitoring began, while the probe was stopped, after the "
+        "report was generated, and probes the prober itself failed.",
+        "Dækning: de udførte målinger som andel af dem, tidsplanen har i måneden. Ikke målt: "
+        "tid før overvågningen begyndte, mens måleren var stoppet, efter rapporten blev dannet, "
+        "og målinger, som måleren selv fejlede.",
+    ),
+    "measured_only": (
+        "Time availability is computed over measured time only: time that was not measured "
+        "counts neither as available nor as unavailable.",
+        "Tidsbaseret tilgængelighed er kun beregnet over den målte tid: tid, der ikke er målt, "
+        "tæller hverken som tilgængelig eller som utilgængelig.",
+    ),
+    "coverage": ("Coverage", "Dækning"),
+    "coverage_of": (
+        "{measured} of {expected} scheduled probes",
+        "{measured} af {expected} planlagte målinger",
+    ),
+    "not_measured": ("Not measured", "Ikke målt"),
+    "partly_measured": ("Partly measured", "Delvist målt"),
+    "partial": ("partial", "delvis"),
+    "partial_month": ("Partial month", "Delvis måned"),
+    "covered_share": (
+        "monitoring covered {share} of the month",
+        "overvågningen dækkede {share} af måneden",
+    ),
+    "covered_share_of": (
+        "monitoring of {row} covered {share} of the month",
+        "overvågningen af {row} dækkede {share} af måneden",
+    ),
+    "month_running": (
+        "the month had not ended when the report was generated: measured until {until} "
+        "({share} of the month)",
+        "måneden var ikke slut, da rapporten blev dannet: målt indtil {until} ({share} af måneden)",
+    ),
+    "partly_unmeasured": (
+        "parts of the month were not measured",
+        "dele af måneden er ikke målt",
+    ),
+    "first_measured": ("First measured", "Først målt"),
+    "probe_faults": (
+        "Probe faults (counted as not measured)",
+        "Fejl i måleren (tæller som ikke målt)",
+    ),
+    "probe_faults_short": ("Probe faults", "Fejl i måleren"),
+    "ended_not_measured": ("measurement stopped", "målingen stoppede"),
+    "ended_open": ("still open", "stadig åben"),
     "def_incident": (
         "Incident: a run of consecutive failed probes. MTTR is the mean incident duration; "
         "MTBF the time in normal operation (outside incidents and maintenance) per incident.",
@@ -94,8 +143,10 @@ _LABELS: Final[dict[str, tuple[str, str]]] = {
     "gap": ("No data", "Ingen data"),
     "below": ("Below objective", "Under målet"),
     "chart_availability_desc": (
-        "Daily availability for {name}; days without data are left empty.",
-        "Daglig tilgængelighed for {name}; dage uden data er tomme.",
+        "Daily availability for {name}; days not measured are hatched, days measured only "
+        "in part have hollow markers, and days without data are left empty.",
+        "Daglig tilgængelighed for {name}; dage, der ikke er målt, er skraverede, delvist målte "
+        "dage har hule markører, og dage uden data er tomme.",
     ),
     "chart_latency_desc": (
         "Daily latency p50, p95 and p99 for {name}, in seconds.",

@@ -13,7 +13,7 @@ CSS: Final = """
 :root {
   --ink: #1d2733; --muted: #5b6673; --line: #d8dee6; --soft: #f4f6f9;
   --ok: #17663a; --ok-bg: #e3f4e8; --bad: #a9231b; --bad-bg: #fbe7e5;
-  --none: #4f5b67; --none-bg: #e9edf1; --warn: #8a5a00; --accent: #0b5394;
+  --none: #4f5b67; --none-bg: #e9edf1; --warn: #8a5a00; --warn-bg: #fdf3dc; --accent: #0b5394;
 }
 * { box-sizing: border-box; }
 html { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
@@ -44,24 +44,33 @@ thead th { background: var(--soft); color: var(--muted); font-weight: 600; font-
 table.summary td:first-child { white-space: nowrap; }
 table.summary a { color: inherit; text-decoration: none; border-bottom: 1px dotted #8b96a3; }
 td.num, th.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
+thead th.num { white-space: normal; }
 tr { break-inside: avoid; page-break-inside: avoid; }
 .badge { display: inline-block; white-space: nowrap; border-radius: 999px; padding: 2px 10px;
   font-weight: 600; font-size: 12px; }
 .badge.met { background: var(--ok-bg); color: var(--ok); }
 .badge.missed { background: var(--bad-bg); color: var(--bad); }
 .badge.none { background: var(--none-bg); color: var(--none); }
+.badge.partial { background: var(--warn-bg); color: var(--warn); }
+.banner.partial { margin: 0 0 16px; padding: 10px 14px; border-radius: 6px; font-weight: 600;
+  background: var(--warn-bg); color: var(--warn); border-left: 4px solid var(--warn); }
+.partial-note { margin: 0 0 10px; color: var(--warn); font-size: 13px; }
+.mark.partial { display: block; color: var(--warn); font-size: 12px; }
+.note { margin: 6px 0 0; font-size: 12px; color: var(--muted); }
 .better { color: var(--ok); } .worse { color: var(--bad); } .same { color: var(--muted); }
 .muted { color: var(--muted); }
 section.flow { margin-top: 28px; padding-top: 18px; border-top: 1px solid var(--line);
   break-inside: avoid; page-break-inside: avoid; }
 .flow-head { display: flex; align-items: center; justify-content: space-between; gap: 12px;
   margin-bottom: 12px; }
-.figures { display: grid; grid-template-columns: repeat(4, 1fr); gap: 8px; margin: 0; }
+.flow-head + .partial-note { margin-top: -6px; }
+.figures { display: grid; grid-template-columns: repeat(5, minmax(0, 1fr)); gap: 8px; margin: 0; }
 .figures div { background: var(--soft); border-radius: 6px; padding: 8px 10px; }
 .figures dt { color: var(--muted); font-size: 12px; }
 .figures dd { margin: 0; font-size: 18px; font-weight: 600; white-space: nowrap;
   font-variant-numeric: tabular-nums; }
-.figures dd small { display: block; font-size: 12px; font-weight: 400; color: var(--muted); }
+.figures dd small { display: block; font-size: 12px; font-weight: 400; color: var(--muted);
+  white-space: normal; }
 .figures dd small.better { color: var(--ok); } .figures dd small.worse { color: var(--bad); }
 .outcomes { margin: 10px 0 0; font-size: 13px; color: var(--muted); }
 figure { margin: 14px 0 0; break-inside: avoid; page-break-inside: avoid; }
@@ -71,6 +80,7 @@ svg.chart text { font-size: 11px; fill: #4a5563; }
 svg.chart .grid { stroke: #e3e8ee; stroke-width: 1; }
 svg.chart .axis { stroke: #9aa3ad; stroke-width: 1; }
 svg.chart .gap { fill: #eef0f3; stroke: #c9cfd6; stroke-dasharray: 3 3; }
+svg.chart .unmeasured rect { fill: #f4f5f7; stroke: #9aa3ad; }
 .nodata { background: var(--none-bg); border-radius: 6px; padding: 12px 14px; margin: 0; }
 .outcomes .item { white-space: nowrap; }
 aside.definitions { margin-top: 14px; font-size: 12px; color: var(--muted);

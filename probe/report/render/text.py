@@ -2,7 +2,8 @@
 
 CSV is machine-friendly on purpose, whatever the language: English snake_case headers,
 dot decimals, fractions rather than percentages, empty cells for null, ``true``/``false``
-for booleans, and a check's empty destination left empty. Markdown is for people and
+for booleans, and a check's empty destination left empty. Columns added later go at the
+end, so a script that reads columns by position keeps working. Markdown is for people and
 follows the language like the HTML page does.
 """
 
@@ -18,11 +19,19 @@ from probe.report.render.formats import DASH
 from probe.report.render.i18n import Lang, cause, label
 from probe.report.render.view import OUTCOMES, Report, Row, Span
 from probe.report.render.wording import (
+    DEFINITIONS,
     change,
+    coverage,
+    coverage_detail,
     destination,
+    incident_end,
+    not_measured,
     optional_duration,
     optional_percent,
+    partial_note,
     period_line,
+    probe_faults,
+    report_partial_note,
     row_title,
 )
 
@@ -48,8 +57,20 @@ CSV_COLUMNS: Final = (
     "mtbf_seconds",
     "previous_availability",
     "no_data",
+    "coverage",
+    "expected_slots",
+    "measured_slots",
+    "measured_seconds",
+    "not_measured_seconds",
+    "not_measured_probes",
+    "partial",
+    "first_measured",
 )
-"""The CSV header, in order. Latencies and durations are in seconds."""
+"""The CSV header, in order. Latencies and durations are in seconds.
+
+``coverage`` is a 0..1 fraction, ``not_measured_probes`` the results the prober itself
+failed; both, and the slot and second counts, are empty for a report that predates them.
+"""
 
 
 def to_csv(report: Report) -> str:
@@ -81,6 +102,14 @@ def to_csv(report: Report) -> str:
             "mtbf_seconds": row.mtbf_seconds,
             "previous_availability": row.previous_availability,
             "no_data": row.no_data,
+            "coverage": row.coverage,
+            "expected_slots": row.expected_slots,
+            "measured_slots": row.measured_slots,
+            "measured_seconds": row.measured_seconds,
+            "not_measured_seconds": row.not_measured_seconds,
+            "not_measured_probes": row.not_measured_probes,
+            "partial": row.partial,
+            "first_measured": row.first_measured,
         }
         writer.writerow([_plain(values[column]) for column in CSV_COLUMNS])
     return out.getvalue()
@@ -114,9 +143,20 @@ def to_markdown(report: Report, lang: Lang) -> str:
         "",
         period_line(report, lang),
         "",
+    ]
+    banner = report_partial_note(report, lang, name=md_escape)
+    if banner:
+        lines += [f"> {banner}", ""]
+    lines += [
         f"## {label('summary', lang)}",
         "",
         *_summary_table(report, lang),
+        "",
+        label("measured_only", lang),
+        "",
+        f"## {label('definitions', lang)}",
+        "",
+        *(f"- {label(key, lang)}" for key in DEFINITIONS),
     ]
     for row in report.rows:
         lines += ["", f"## {md_escape(row_title(row, lang))}", "", *_row_details(row, lang)]
@@ -140,8 +180,8 @@ def _table(header: list[str], align: list[str], rows: list[list[str]]) -> list[s
 
 
 def _summary_table(report: Report, lang: Lang) -> list[str]:
-    keys = ("flow", "destination", "availability", "time_availability", "objective", "met")
-    header = [label(key, lang) for key in (*keys, "latency_p95", "incidents")]
+    keys = ("flow", "destination", "availability", "time_availability", "coverage")
+    header = [label(key, lang) for key in (*keys, "objective", "met", "latency_p95", "incidents")]
     body = []
     for row in report.rows:
         objective = row.slo.objective
@@ -151,19 +191,44 @@ def _summary_table(report: Report, lang: Lang) -> list[str]:
                 md_escape(destination(row, lang)),
                 optional_percent(row.availability, row, lang),
                 optional_percent(row.time_availability, row, lang),
+                _coverage_cell(row, lang),
                 DASH if objective is None else formats.percent(objective, lang, trim=True),
                 met_symbol(row, lang),
                 DASH if row.latency is None else formats.seconds(row.latency.p95, lang),
                 DASH if row.no_data else formats.number(len(row.incidents), lang),
             ]
         )
-    return _table(header, ["---", "---", "---:", "---:", "---:", ":---:", "---:", "---:"], body)
+    align = ["---", "---", "---:", "---:", "---:", "---:", ":---:", "---:", "---:"]
+    return _table(header, align, body)
+
+
+def _coverage_cell(row: Row, lang: Lang) -> str:
+    """The coverage, with a word after it when the row covers only part of the month."""
+    text = coverage(row, lang)
+    return f"{text} ({label('partial', lang)})" if row.partial else text
+
+
+def _measurement(row: Row, lang: Lang) -> list[str]:
+    """Coverage, time not measured and probe faults, as list items; none in an old report."""
+    if not row.measurement_known:
+        return []
+    detail = coverage_detail(row, lang)
+    lines = [
+        f"- {label('coverage', lang)}: {coverage(row, lang)}" + (f" ({detail})" if detail else "")
+    ]
+    lines.append(f"- {label('not_measured', lang)}: {not_measured(row, lang)}")
+    faults = probe_faults(row, lang)
+    if faults:
+        lines.append(f"- {label('probe_faults', lang)}: {faults}")
+    return lines
 
 
 def _row_details(row: Row, lang: Lang) -> list[str]:
+    head = [f"> {partial_note(row, lang)}", ""] if row.partial else []
     if row.no_data:
-        return [label("no_data_note", lang)]
-    lines = [f"- {label('probes', lang)}: {formats.number(row.probes, lang)}"]
+        measured = _measurement(row, lang)
+        return [*head, label("no_data_note", lang), *(["", *measured] if measured else [])]
+    lines = [*head, f"- {label('probes', lang)}: {formats.number(row.probes, lang)}"]
     outcomes = ", ".join(
         f"{cause(name, lang).lower()} {formats.number(count, lang)}"
         for name, count in row.outcomes.items()
@@ -175,6 +240,10 @@ def _row_details(row: Row, lang: Lang) -> list[str]:
             values.append((label("max", lang), row.latency.max))
         text = ", ".join(f"{name} {formats.seconds(value, lang)}" for name, value in values)
         lines.append(f"- {label('latency', lang)}: {text}")
+    if row.slo.latency_seconds is not None:
+        objective = formats.seconds(row.slo.latency_seconds, lang, trim=True)
+        lines.append(f"- {label('latency_objective', lang)}: {objective}")
+    lines += _measurement(row, lang)
     for key, value in (("mttr", row.mttr_seconds), ("mtbf", row.mtbf_seconds)):
         lines.append(f"- {label(key, lang)}: {optional_duration(value, lang)}")
     shift = change(row, lang)
@@ -197,13 +266,18 @@ def _incident_table(incidents: tuple[Span, ...], lang: Lang) -> list[str]:
     body = [
         [
             formats.when(item.start, lang),
-            formats.until(item.start, item.end, lang),
+            _incident_end(item, lang),
             optional_duration(item.duration_seconds, lang),
             md_escape(cause(item.label, lang)),
         ]
         for item in incidents
     ]
     return _table(header, ["---", "---", "---:", "---"], body)
+
+
+def _incident_end(item: Span, lang: Lang) -> str:
+    end, why = formats.until(item.start, item.end, lang), incident_end(item, lang)
+    return f"{end} ({why})" if why else end
 
 
 def _maintenance_table(row: Row, lang: Lang) -> list[str]:

@@ -2,8 +2,10 @@
 
 The renderers never index the raw dict themselves: this module is the one place that knows
 field names, and that fills in fields older reports lack (``daily``, ``maintenance``,
-``no_data``). A row is *without data* when it says so or when its availability is null,
-so no renderer can mistake an empty month for a perfect one.
+``no_data``, and the measurement fields: ``coverage``, ``partial`` and the rest). A row is
+*without data* when it says so or when its availability is null, so no renderer can mistake
+an empty month for a perfect one. Measurement a report does not state is None (coverage,
+slots, seconds) or False (partial), never a guess: an old report is not flagged partial.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ class Span:
     end: str
     label: str
     duration_seconds: float | None = None
+    ended_by: str | None = None
+    """How an incident ended: ``recovered``, ``not_measured`` (measurement stopped), or None."""
+    open: bool = False
+    """The incident was still going on when the report was generated."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +51,18 @@ class Day:
     probes: int
     availability: float | None
     latency: Latency | None
+    coverage: float | None = None
+    not_measured_seconds: float | None = None
+
+    @property
+    def not_measured(self) -> bool:
+        """Nothing was measured that day: coverage 0, or no probes at all (older reports)."""
+        return self.coverage == 0 or self.probes == 0
+
+    @property
+    def partly_measured(self) -> bool:
+        """Some, but not all, of the day's scheduled probes were measured."""
+        return self.coverage is not None and 0 < self.coverage < 1 and self.probes > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +95,23 @@ class Row:
     maintenance: tuple[Span, ...]
     no_data: bool
     daily: tuple[Day, ...]
+    coverage: float | None = None
+    """Measured slots over the month's expected slots, capped at 1; None when unknown."""
+    expected_slots: int | None = None
+    measured_slots: int | None = None
+    measured_seconds: float | None = None
+    not_measured_seconds: float | None = None
+    not_measured_probes: int | None = None
+    """Results the prober itself failed (probe-side faults), counted as not measured."""
+    partial: bool = False
+    """Monitoring covered only part of the month (it began late, or the month was running)."""
+    first_measured: str | None = None
+
+    @property
+    def measurement_known(self) -> bool:
+        """The report states how much was measured (reports before coverage do not)."""
+        known = (self.coverage, self.expected_slots, self.not_measured_seconds)
+        return any(value is not None for value in known)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +125,9 @@ class Report:
     period_end: str | None
     period_hours: float | None
     rows: tuple[Row, ...]
+    partial: bool = False
+    """The month had not ended when the report was generated, or a row is partial."""
+    measured_until: str | None = None
 
     def days(self) -> list[date]:
         """Every calendar day of the month, so a chart shows missing days as gaps."""
@@ -109,6 +147,8 @@ def read_report(report: Mapping[str, Any]) -> Report:
         period_end=period.get("end"),
         period_hours=period.get("hours"),
         rows=tuple(_read_row(row) for row in report.get("rows", ())),
+        partial=report.get("partial") is True,
+        measured_until=_text(period.get("measured_until")),
     )
 
 
@@ -131,15 +171,7 @@ def _read_row(row: Mapping[str, Any]) -> Row:
             error_budget_used=_number(slo.get("error_budget_used")),
         ),
         latency=_latency(row.get("latency_seconds")),
-        incidents=tuple(
-            Span(
-                start=str(item["start"]),
-                end=str(item["end"]),
-                label=str(item.get("cause", "")),
-                duration_seconds=_number(item.get("duration_seconds")),
-            )
-            for item in row.get("incidents") or ()
-        ),
+        incidents=tuple(_read_incident(item) for item in row.get("incidents") or ()),
         mttr_seconds=_number(row.get("mttr_seconds")),
         mtbf_seconds=_number(row.get("mtbf_seconds")),
         previous_availability=_number(previous.get("availability")),
@@ -150,6 +182,28 @@ def _read_row(row: Mapping[str, Any]) -> Row:
         # Trust the flag, but also treat a null availability as no data: never as 100 %.
         no_data=bool(row.get("no_data")) or availability is None,
         daily=tuple(_read_day(item) for item in row.get("daily") or ()),
+        coverage=_number(row.get("coverage")),
+        expected_slots=_count(row.get("expected_slots")),
+        measured_slots=_count(row.get("measured_slots")),
+        measured_seconds=_number(row.get("measured_seconds")),
+        not_measured_seconds=_number(row.get("not_measured_seconds")),
+        not_measured_probes=_count(row.get("not_measured_probes")),
+        partial=row.get("partial") is True,
+        first_measured=_text(row.get("first_measured")),
+    )
+
+
+def _read_incident(item: Mapping[str, Any]) -> Span:
+    ended_by = _text(item.get("ended_by"))
+    # A null "ended_by" means still open; reports before it said so with "open".
+    still_open = ("ended_by" in item and ended_by is None) or item.get("open") is True
+    return Span(
+        start=str(item["start"]),
+        end=str(item["end"]),
+        label=str(item.get("cause", "")),
+        duration_seconds=_number(item.get("duration_seconds")),
+        ended_by=ended_by,
+        open=still_open,
     )
 
 
@@ -159,6 +213,8 @@ def _read_day(item: Mapping[str, Any]) -> Day:
         probes=int(item.get("probes") or 0),
         availability=_number(item.get("availability")),
         latency=_latency(item.get("latency_seconds")),
+        coverage=_number(item.get("coverage")),
+        not_measured_seconds=_number(item.get("not_measured_seconds")),
     )
 
 
@@ -180,6 +236,17 @@ def _number(value: object) -> float | None:
     if isinstance(value, int | float | str):
         return float(value)
     raise TypeError(f"expected a number, got {value!r}")
+
+
+def _count(value: object) -> int | None:
+    """A JSON count as int; None (absent from an older report) stays None."""
+    number = _number(value)
+    return None if number is None else int(number)
+
+
+def _text(value: object) -> str | None:
+    """A JSON string, or None for null or absent."""
+    return None if value is None else str(value)
 
 
 def daily_by_date(days: Sequence[Day]) -> dict[date, Day]:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+from typing import Final
+
 from probe.report.render import formats
 from probe.report.render.formats import DASH
 from probe.report.render.i18n import Lang, label
-from probe.report.render.view import Report, Row
+from probe.report.render.view import Report, Row, Span
 
 
 def period_line(report: Report, lang: Lang) -> str:
@@ -63,3 +67,96 @@ def change(row: Row, lang: Lang) -> tuple[str, str] | None:
         return f"= {label('unchanged', lang)}", "same"
     arrow, tone = ("\u25b2", "better") if shown > 0 else ("\u25bc", "worse")
     return f"{arrow} {formats.points(delta, lang)}", tone
+
+
+DEFINITIONS: Final = ("def_availability", "def_time", "def_coverage", "def_incident", "def_budget")
+"""The label keys of the plain-language definitions, in the order both formats show them."""
+
+PARTIAL_MARK: Final = "\u25d0"  # a half-filled circle: half of the month measured
+
+
+def coverage(row: Row, lang: Lang) -> str:
+    """The share of the month's scheduled probes that were measured, or a dash if unknown."""
+    return DASH if row.coverage is None else formats.percent(row.coverage, lang)
+
+
+def coverage_detail(row: Row, lang: Lang) -> str:
+    """``41,820 of 44,700 scheduled probes``, or "" when the report does not say."""
+    if row.measured_slots is None or row.expected_slots is None:
+        return ""
+    measured = formats.number(row.measured_slots, lang)
+    return label(
+        "coverage_of", lang, measured=measured, expected=formats.number(row.expected_slots, lang)
+    )
+
+
+def not_measured(row: Row, lang: Lang) -> str:
+    """The time not measured as a duration (``2 d``), or a dash if unknown."""
+    return optional_duration(row.not_measured_seconds, lang)
+
+
+def probe_faults(row: Row, lang: Lang) -> str:
+    """``2``: results the prober itself failed (counted as not measured); "" when none."""
+    if not row.not_measured_probes:
+        return ""
+    return formats.number(row.not_measured_probes, lang)
+
+
+def partial_note(row: Row, lang: Lang) -> str:
+    """``◐ Partial month: monitoring covered 93.56% of the month (first measured ...)``."""
+    text = f"{PARTIAL_MARK} {label('partial_month', lang)}"
+    if row.coverage is not None:
+        share = formats.percent(row.coverage, lang)
+        text += f": {label('covered_share', lang, share=share)}"
+    if row.first_measured:
+        first = formats.when(row.first_measured, lang, exact=False)
+        text += f" ({label('first_measured', lang).lower()} {first})"
+    return text + "."
+
+
+def report_partial_note(report: Report, lang: Lang, *, name: Callable[[str], str]) -> str:
+    """The banner of a partial month, or "" for a whole one; `name` escapes row titles.
+
+    ``◐ Partial month: monitoring of gs-adt → epm3 covered 93.56% of the month (first
+    measured 3 Oct 2026 00:00).`` A month still running says up to when it was measured.
+    """
+    if not report.partial and not any(row.partial for row in report.rows):
+        return ""
+    clauses = []
+    running = _elapsed_share(report)
+    if running is not None and report.measured_until:
+        until = formats.when(report.measured_until, lang, exact=False)
+        share = formats.percent(running, lang, decimals=0)
+        clauses.append(label("month_running", lang, until=until, share=share))
+    for row in report.rows:
+        if not row.partial or row.coverage is None:
+            continue
+        share = formats.percent(row.coverage, lang)
+        clause = label("covered_share_of", lang, row=name(row_title(row, lang)), share=share)
+        if row.first_measured:
+            first = formats.when(row.first_measured, lang, exact=False)
+            clause += f" ({label('first_measured', lang).lower()} {first})"
+        clauses.append(clause)
+    if not clauses:
+        clauses.append(label("partly_unmeasured", lang))
+    return f"{PARTIAL_MARK} {label('partial_month', lang)}: {'; '.join(clauses)}."
+
+
+def _elapsed_share(report: Report) -> float | None:
+    """The share of the month up to `measured_until`, when that is before the month's end."""
+    if not (report.measured_until and report.period_start and report.period_end):
+        return None
+    start, end = (datetime.fromisoformat(t) for t in (report.period_start, report.period_end))
+    until = datetime.fromisoformat(report.measured_until)
+    if until >= end or end <= start:
+        return None
+    return max(0.0, (until - start) / (end - start))
+
+
+def incident_end(item: Span, lang: Lang) -> str:
+    """Why an incident's end is where it is, when that is not a recovery: "" otherwise."""
+    if item.open:
+        return label("ended_open", lang)
+    if item.ended_by == "not_measured":
+        return label("ended_not_measured", lang)
+    return ""
