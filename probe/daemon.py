@@ -41,6 +41,7 @@ from probe.server import make_app
 from probe.store import Store, default_spool_dir, open_store, safe_url
 from probe.store.feed import SightingFeed
 from probe.store.maintenance import prune_raw
+from probe.supervise import Supervisor
 from probe.transports import Resources
 
 log = structlog.get_logger("probe.daemon")
@@ -81,8 +82,20 @@ class Daemon:
         self.api: Api | None = None
         self._runner: Runner | None = None
         self._reload_lock = asyncio.Lock()
+        self._fatal: str | None = None  # a background task that could not recover
+        static = tuple(self.metrics.static.values())
+        self.supervisor = Supervisor(
+            on_failure=lambda name: self.metrics.task_failures.labels(*static, name).inc(),
+            on_fatal=self._task_gave_up,
+        )
         self._reloads: set[asyncio.Task[None]] = set()
         redactor.update(loaded.secrets)
+
+    def _task_gave_up(self, name: str, reason: str) -> None:
+        """A background task failed again and again: /readyz says so, and the daemon stops
+        with exit code 1 rather than go on without it."""
+        self._fatal = f"{name}: {reason}"
+        self.request_stop()
 
     def request_stop(self) -> None:
         """Like a signal: the first call drains, the second cancels."""
@@ -101,7 +114,10 @@ class Daemon:
             node=self.node,
         )
         self.store.on_write_error = self.metrics.daemon(self.metrics.store_write_errors).inc
-        self.store.start()
+        self.store.on_spool_error = self.metrics.daemon(self.metrics.spool_errors).inc
+        static = tuple(self.metrics.static.values())
+        self.store.on_drop = lambda reason: self.metrics.dropped.labels(*static, reason).inc()
+        self.store.start(spawn=self.supervisor.spawn)
         # What a killed predecessor spooled goes in before its probes are resumed.
         await self.store.recover()
         clients = Resources()
@@ -116,13 +132,14 @@ class Daemon:
         try:
             await runner.open(self.flows, clients)
             await self._serve(runner)
-            return 1 if self._force.is_set() else 0
+            return 1 if self._force.is_set() or self._fatal else 0
         finally:
             if feed is not None:
                 await feed.aclose()
             await runner.aclose()
             await clients.aclose()
             await self.store.close(flush_timeout=2.0 if self._force.is_set() else 10.0)
+            await self.supervisor.aclose()
             if self.server is not None:
                 await self.server.stop()
 
@@ -148,6 +165,9 @@ class Daemon:
             api=(api := Api(context)),
             reload=self.reload,
             api_token=lambda: self.config.server.api_token,
+            readiness_problems=lambda: [
+                f"task {name} gave up: {why}" for name, why in self.supervisor.failed.items()
+            ],
         )
         self.api = api
         self.server = Listener("api", app, host=host, port=port)
@@ -168,8 +188,8 @@ class Daemon:
         gc.collect()
         gc.freeze()
         self.scheduler.start()
-        pruner = asyncio.create_task(self._prune_forever(), name="prune")
-        adopter = asyncio.create_task(self._adopt_forever(runner), name="adopt")
+        pruner = self.supervisor.spawn("prune", self._prune_forever)
+        adopter = self.supervisor.spawn("adopt", lambda: self._adopt_forever(runner))
         log.info(
             "started",
             flows=len(self.flows),
@@ -395,7 +415,7 @@ class Daemon:
                 store_ok = False
             self._ready_cache = (time.monotonic(), store_ok)
         scheduler_ok = self.scheduler is not None and self.scheduler.running
-        return {"store": store_ok, "scheduler": scheduler_ok}
+        return {"store": store_ok, "scheduler": scheduler_ok, "tasks": not self.supervisor.failed}
 
 
 async def wait_started(daemon: Daemon, run: asyncio.Task[int], *, limit: float = 10.0) -> None:

@@ -63,6 +63,25 @@ class Metrics:
         self.store_write_errors = Counter(
             "probe_store_write_errors", "Failed store writes.", extra, registry=r
         )
+        self.dropped = Counter(
+            "probe_results_dropped",
+            "Store items (claims aside) dropped because neither the spool nor memory could "
+            "keep them: the spool's disk failed and the in-memory backlog was full.",
+            [*extra, "reason"],
+            registry=r,
+        )
+        self.spool_errors = Counter(
+            "probe_spool_errors",
+            "Spool appends that failed (a full or failing disk); the item stayed in memory.",
+            extra,
+            registry=r,
+        )
+        self.task_failures = Counter(
+            "probe_task_failures",
+            "Failures of the daemon's long-lived background tasks, each restarted with backoff.",
+            [*extra, "task"],
+            registry=r,
+        )
         self.config_reload_success = Gauge(
             "probe_config_last_reload_success",
             "1 if the last config load succeeded.",
@@ -88,6 +107,7 @@ class Metrics:
                 self.pairs.declare(flow.name, dest, latency=latency, objective=objective)
         self.daemon(self.scheduler_lag)
         self.daemon(self.store_write_errors)
+        self.daemon(self.spool_errors)
 
     def forget(self, flow: str, destinations: list[str], *, whole: bool = False) -> None:
         """Stop exporting the series of ``destinations`` of ``flow`` (a config reload removed

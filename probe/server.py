@@ -34,13 +34,14 @@ def make_app(
     api: Api | None = None,
     reload: Reload | None = None,
     api_token: Callable[[], str | None] = lambda: None,
+    readiness_problems: Callable[[], list[str]] = list,
 ) -> Starlette:
     """``exposition`` renders the metrics, in chunks; ``readiness`` names each check and
     whether it passed; ``monthly_report`` builds the report JSON for ``YYYY-MM`` (a
     `ValueError` for a bad month); ``api`` serves ``/api/v1`` and the status page;
     ``reload`` reloads the config for ``POST /-/reload``, which needs the bearer token
     ``api_token()`` (read at each request, as a reload may change it) and answers 403
-    without one.
+    without one. ``readiness_problems`` says why a failed check failed, for ``/readyz``.
     """
 
     async def metrics(_: Request) -> Response:
@@ -52,7 +53,9 @@ def make_app(
     async def readyz(_: Request) -> Response:
         checks = await readiness()
         ready = all(checks.values())
-        body = {"status": "ready" if ready else "not ready", "checks": checks}
+        body: dict[str, object] = {"status": "ready" if ready else "not ready", "checks": checks}
+        if problems := readiness_problems():
+            body["problems"] = problems
         return JSONResponse(body, status_code=200 if ready else 503)
 
     async def report(request: Request) -> Response:

@@ -150,7 +150,7 @@ async def test_each_failure_has_its_outcome_and_the_daemon_keeps_running(tmp_pat
             async with httpx.AsyncClient() as client:
                 ready = await client.get(daemon.server.url + "/readyz")
             assert ready.status_code == 200
-            assert ready.json()["checks"] == {"store": True, "scheduler": True}
+            assert ready.json()["checks"] == {"store": True, "scheduler": True, "tasks": True}
             if PROMTOOL:
                 _promtool_check(after_text)
     _, results = await fetch_rows(loaded.config.store.url)

@@ -11,7 +11,6 @@ the metrics must have shown the backlog and the write errors.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import time
@@ -25,68 +24,19 @@ from sqlalchemy.engine import make_url
 from probe.sim import read_truth
 from probe.store import create_engine
 from probe.store.migrate import upgrade
-from tests.helpers import closed_port, fetch_rows, running, simulator, wait_for, write_config
+from tests.helpers import (
+    TcpProxy,
+    closed_port,
+    fetch_rows,
+    running,
+    simulator,
+    wait_for,
+    write_config,
+)
 
 OUTAGE_S = float(os.environ.get("PROBE_TEST_OUTAGE_S", "60"))
 FLOWS = 10
 INTERVAL = 0.2  # 10 flows at 200 ms: 50 probes/s
-
-
-class TcpProxy:
-    """Forwards 127.0.0.1:port to a target; `cut` drops every connection and refuses more."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def cut(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        await self._server.wait_closed()
-        self._server = None
-
-    async def close(self) -> None:
-        if self._server is not None:
-            await self.cut()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._writers |= {writer, up_writer}
-        pumps = [
-            asyncio.create_task(self._pump(reader, up_writer)),
-            asyncio.create_task(self._pump(up_reader, writer)),
-        ]
-        self._tasks.update(pumps)
-        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
-        for w in (writer, up_writer):
-            w.transport.abort()
-            self._writers.discard(w)
-        for task in pumps:
-            task.cancel()
-            self._tasks.discard(task)
-
-    @staticmethod
-    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError):
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
 
 
 def _sim(tmp_path: Path, labka_port: int) -> dict[str, Any]:

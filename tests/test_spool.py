@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import os
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from sqlalchemy import func, select
 
 from probe.model import Outcome, Result, Sighting, new_probe_id
 from probe.store import ProbeRow, SentRow, Store, create_engine, open_store
-from probe.store.spool import Spool, decode, encode, read
+from probe.store.spool import Spool, UnknownVersion, decode, encode, read
 from probe.store.tables import probes, results, sightings, spool_marks
 from tests.helpers import closed_port
 
@@ -103,13 +104,46 @@ def test_records_round_trip() -> None:
         assert decode(line) == item
 
 
-def test_a_torn_last_line_and_a_bad_line_are_skipped(tmp_path: Path) -> None:
+def test_a_torn_last_line_and_a_bad_line_are_skipped_and_counted(tmp_path: Path) -> None:
     a, b = _claim("f", T0), _claim("f", T0 + timedelta(seconds=1))
     path = tmp_path / "spool-x.jsonl"
     path.write_bytes(encode(a) + b"{not json}\n" + encode(b) + encode(_result(a))[:20])
-    found = list(read(path, 0))
+    skipped: list[str] = []
+    found = list(read(path, 0, skipped=skipped.append))
     assert [s.item for s in found] == [a, b]
     assert found[-1].end == len(encode(a)) + len(b"{not json}\n") + len(encode(b))
+    assert skipped == ["spool_damaged", "spool_torn"]  # never skipped without a count
+
+
+def test_records_carry_a_version_and_an_unknown_one_is_refused(tmp_path: Path) -> None:
+    row = _claim("f", T0)
+    assert json.loads(encode(row))["v"] == 1
+    newer = json.loads(encode(row)) | {"v": 2}
+    with pytest.raises(UnknownVersion, match="version 2; this daemon reads 1"):
+        decode(json.dumps(newer).encode())
+    path = tmp_path / "spool-x.jsonl"
+    path.write_bytes(encode(row) + json.dumps(newer).encode() + b"\n")
+    with pytest.raises(UnknownVersion):
+        list(read(path, 0))  # refused, not skipped: a newer daemon replays it
+
+
+async def test_a_torn_tail_is_cut_at_start_and_counted(store_url: str, tmp_path: Path) -> None:
+    """A record cut short by a crash is cut off the orphan before the replay, so appends
+    never follow half a line, and the cut is counted."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    rows = [_claim("gs-adt", T0 + timedelta(seconds=i)) for i in range(3)]
+    orphan = spool / "spool-dead-1.jsonl"
+    orphan.write_bytes(b"".join(encode(r) for r in rows) + encode(_result(rows[0]))[:30])
+    store = await open_store(store_url, flush_interval=0.05, spool=spool, node="a")
+    drops: list[str] = []
+    store.on_drop = drops.append
+    store.start()
+    assert orphan.read_bytes() == b"".join(encode(r) for r in rows)
+    assert drops == ["spool_torn"]
+    assert await store.recover() == 3
+    await store.close()
+    assert await _counts(store_url) == (3, 0, 0)
 
 
 async def test_crash_replays_only_what_was_not_committed(store_url: str, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import hashlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +37,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 from probe.errors import StoreError
 from probe.model import Result, Sighting, utcnow
 from probe.store import bulk, migrate, rollup
-from probe.store.spool import Item, ProbeRow, SentRow, Spool, Spooled
+from probe.store.spool import Item, ProbeRow, SentRow, Spool, Spooled, UnknownVersion
 from probe.store.spool import read as read_spool
 from probe.store.tables import probes, results, sightings, spool_marks
 
@@ -50,6 +50,8 @@ ROTATE_BYTES = 32 * 1024 * 1024
 # The database counts as unreachable for these, and for a timeout.
 UNREACHABLE = (OperationalError, InterfaceError, OSError, TimeoutError)
 _UNSAFE_NAME = re.compile(r"[^0-9A-Za-z._-]")
+# Starts a named long-lived task: `asyncio.create_task`, or a supervisor's `spawn`.
+Spawn = Callable[[str, Callable[[], Coroutine[Any, Any, None]]], "asyncio.Task[None]"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,11 @@ class Store:
         self.claim_timeout = claim_timeout
         self.write_timeout = write_timeout
         self.on_write_error: Callable[[], None] = lambda: None
+        self.on_spool_error: Callable[[], None] = lambda: None
+        self.on_drop: Callable[[str], None] = lambda reason: None
+        self.spool_errors = 0  # appends the spool's disk refused; those items stayed in memory
+        self.dropped = 0  # items neither the spool nor memory could keep (counted, logged)
+        self._spool_failing = False
         self.offline = False  # the last attempt to reach the database failed
         self.offline_claims = 0  # slots claimed locally while the database was away
         self._claims: list[tuple[ProbeRow, asyncio.Future[bool]]] = []
@@ -114,12 +121,17 @@ class Store:
         """Items waiting to be written."""
         return len(self._queue) + len(self._claims) + self._overflowed
 
-    def start(self) -> None:
+    def start(self, spawn: Spawn | None = None) -> None:
+        """Open the spool and start the claim and write loops, through ``spawn`` (a
+        `probe.supervise.Supervisor`'s, which restarts a loop that fails) if given."""
         if self.spool is not None and self.spool.path is None:
             self._orphans = self.spool.open()
+            for _ in range(self.spool.torn):
+                self._count_skipped("spool_torn")
+        start = spawn or (lambda name, run: asyncio.create_task(run(), name=name))
         self._tasks = [
-            asyncio.create_task(self._claim_loop(), name="store-claims"),
-            asyncio.create_task(self._write_loop(), name="store-writes"),
+            start("store-claims", self._claim_loop),
+            start("store-writes", self._write_loop),
         ]
 
     async def recover(self) -> int:
@@ -132,11 +144,19 @@ class Store:
                 start = (await conn.execute(query)).scalar_one_or_none() or 0
             count = 0
             chunk: list[Spooled] = []
-            for spooled in read_spool(path, start):
-                chunk.append(spooled)
-                if len(chunk) >= self.batch_size:
+            try:
+                for spooled in read_spool(path, start, skipped=self._count_skipped):
+                    chunk.append(spooled)
+                    if len(chunk) >= self.batch_size:
+                        await self._write_with_retry(chunk)
+                        count, chunk = count + len(chunk), []
+            except UnknownVersion as exc:
+                # Written by a newer daemon: what came before is replayed, the file is left
+                # for that daemon, and this one says so and goes on.
+                if chunk:
                     await self._write_with_retry(chunk)
-                    count, chunk = count + len(chunk), []
+                log.error("spool_not_replayed", file=path.name, error=str(exc))
+                continue
             if chunk:
                 await self._write_with_retry(chunk)
                 count += len(chunk)
@@ -146,6 +166,10 @@ class Store:
             replayed += count
         self._orphans = []
         return replayed
+
+    def _count_skipped(self, reason: str) -> None:
+        self.dropped += 1
+        self.on_drop(reason)
 
     async def claim(self, row: ProbeRow) -> bool:
         """Store the probe if its (flow, slot) is free. False: another daemon has the slot.
@@ -172,12 +196,19 @@ class Store:
         if self.spool is None:
             self._queue.append(Spooled(item))
         elif self._overflow is not None:
-            self.spool.append(item)
-            self._overflowed += 1
+            # Memory is full and the rest waits in the spool file, in order.
+            if self._append(item) is None:
+                self._drop(item, "spool_failed")
+            else:
+                self._overflowed += 1
         else:
             start = self.spool.size
-            spooled = self.spool.append(item)
-            if len(self._queue) >= MEMORY_LIMIT:
+            spooled = self._append(item)
+            if spooled is None:  # the disk failed: memory only, within its bound
+                if len(self._queue) >= MEMORY_LIMIT:
+                    self._drop_oldest()
+                self._queue.append(Spooled(item))
+            elif len(self._queue) >= MEMORY_LIMIT:
                 self._overflow = (spooled.file or "", start)
                 self._overflowed += 1
                 log.warning("store_backlog_on_disk", in_memory=len(self._queue))
@@ -185,6 +216,43 @@ class Store:
                 self._queue.append(spooled)
         if len(self._queue) >= self.batch_size:
             self._queue_wake.set()
+
+    def _append(self, item: Item) -> Spooled | None:
+        """The item spooled, or None when the disk refused it (logged once per episode)."""
+        assert self.spool is not None
+        try:
+            spooled = self.spool.append(item)
+        except OSError as exc:
+            self.spool_errors += 1
+            self.on_spool_error()
+            if not self._spool_failing:
+                self._spool_failing = True
+                log.error(
+                    "spool_write_failed",
+                    error=f"{type(exc).__name__}: {exc}",
+                    note="items are kept in memory until the disk takes them again",
+                )
+            return None
+        if self._spool_failing:
+            self._spool_failing = False
+            log.info("spool_write_recovered", errors=self.spool_errors)
+        return spooled
+
+    def _drop_oldest(self) -> None:
+        """Make room in memory: drop the oldest item that is not a claim (a probe row is
+        what every later item of its probe updates)."""
+        for index, spooled in enumerate(self._queue):
+            if not isinstance(spooled.item, ProbeRow):
+                del self._queue[index]
+                self._drop(spooled.item, "memory_full")
+                return
+
+    def _drop(self, item: Item, reason: str) -> None:
+        self.dropped += 1
+        self.on_drop(reason)
+        if self.dropped == 1 or self.dropped % 1000 == 0:
+            log.error("store_items_dropped", reason=reason, dropped=self.dropped,
+                      item=type(item).__name__)  # fmt: skip
 
     def _refill(self) -> None:
         """Read items that overflowed to the spool file back into memory."""
@@ -243,26 +311,40 @@ class Store:
             batch, self._claims = self._claims, []
             if not batch:
                 continue
-            if self.offline and self.spool is not None:
-                self._claim_locally(batch)
-                continue
             try:
-                async with asyncio.timeout(self.claim_timeout):
-                    won = await self._insert_claims([row for row, _ in batch])
-            except (*UNREACHABLE, SQLAlchemyError) as exc:
+                await self._claim_batch(batch)
+            except Exception:  # a bug must cost these claims, never every claim after them
+                log.exception("store_claims_failed", claims=len(batch))
                 self.on_write_error()
-                if self.spool is not None and isinstance(exc, UNREACHABLE):
-                    self._went_offline(exc)
-                    self._claim_locally(batch)
-                    continue
-                error = StoreError(f"cannot claim slot: {type(exc).__name__}: {exc}")
+            finally:
+                # Whatever went wrong, no probe waits forever for its claim: an unanswered
+                # claim held its slot's task, and in time the flow's every max_in_flight.
+                error = StoreError("the claim failed inside the store")
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)
-                continue
-            for row, future in batch:
+
+    async def _claim_batch(self, batch: list[tuple[ProbeRow, asyncio.Future[bool]]]) -> None:
+        if self.offline and self.spool is not None:
+            self._claim_locally(batch)
+            return
+        try:
+            async with asyncio.timeout(self.claim_timeout):
+                won = await self._insert_claims([row for row, _ in batch])
+        except (*UNREACHABLE, SQLAlchemyError) as exc:
+            self.on_write_error()
+            if self.spool is not None and isinstance(exc, UNREACHABLE):
+                self._went_offline(exc)
+                self._claim_locally(batch)
+                return
+            error = StoreError(f"cannot claim slot: {type(exc).__name__}: {exc}")
+            for _, future in batch:
                 if not future.done():
-                    future.set_result(row.probe_id in won)
+                    future.set_exception(error)
+            return
+        for row, future in batch:
+            if not future.done():
+                future.set_result(row.probe_id in won)
 
     def _claim_locally(self, batch: list[tuple[ProbeRow, asyncio.Future[bool]]]) -> None:
         """The database is away: take the slots here; the claims are inserted later."""
@@ -296,7 +378,7 @@ class Store:
                         await self._queue_wake.wait()
             self._queue_wake.clear()
             if self.spool is not None:
-                await asyncio.to_thread(self.spool.sync)
+                await self._sync()
             self._refill()
             if self._queue:
                 batch = self._queue[: self.batch_size]
@@ -305,6 +387,18 @@ class Store:
                 self._maybe_rotate()
             elif self._closing:
                 return
+
+    async def _sync(self) -> None:
+        """fsync the spool; a disk that fails it (EIO, ENOSPC) is counted, not fatal."""
+        assert self.spool is not None
+        try:
+            await asyncio.to_thread(self.spool.sync)
+        except OSError as exc:
+            self.spool_errors += 1
+            self.on_spool_error()
+            if not self._spool_failing:
+                self._spool_failing = True
+                log.error("spool_write_failed", error=f"{type(exc).__name__}: {exc}")
 
     def _maybe_rotate(self) -> None:
         spool = self.spool

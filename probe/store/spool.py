@@ -23,7 +23,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -68,6 +68,15 @@ class Spooled:
     item: Item
     file: str | None = None
     end: int = 0
+
+
+# The record format. Every record says which it is, and a reader refuses a version it does
+# not know rather than guess: a newer daemon's spool waits for a newer daemon.
+VERSION = 1
+
+
+class UnknownVersion(ValueError):
+    """A spool record written by a newer version of the daemon."""
 
 
 def encode(item: Item) -> bytes:
@@ -118,12 +127,16 @@ def encode(item: Item) -> bytes:
             "span": item.span,
             "adhoc": item.adhoc,
         }
+    data["v"] = VERSION
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 
 def decode(line: bytes) -> Item:
     """The item of one JSON line; `ValueError` (or `KeyError`) if it is not one."""
     data = json.loads(line)
+    version = data.pop("v", 1)  # records before versions were version 1
+    if version != VERSION:
+        raise UnknownVersion(f"spool record version {version!r}; this daemon reads {VERSION}")
     kind = data.pop("k")
     if kind == "claim":
         return ProbeRow(
@@ -171,12 +184,20 @@ def decode(line: bytes) -> Item:
     raise ValueError(f"unknown spool record kind {kind!r}")
 
 
-def read(path: Path, start: int, *, limit: int | None = None) -> Iterator[Spooled]:
+def read(
+    path: Path,
+    start: int,
+    *,
+    limit: int | None = None,
+    skipped: Callable[[str], None] | None = None,
+) -> Iterator[Spooled]:
     """The items of ``path`` after byte ``start``, each with where it ends.
 
     A last line without its newline was cut short by a power loss: it was never
-    acknowledged to anyone, and is skipped. A damaged line in the middle is logged and
-    skipped, so one bad record cannot block the rest.
+    acknowledged to anyone, and is not read (`Spool.open` cuts such a tail off). A damaged
+    line in the middle is logged and reported to ``skipped`` (so it is counted), and
+    reading goes on, so one bad record cannot block the rest. A record of an unknown
+    version raises `UnknownVersion`: it is not ours to skip.
     """
     count = 0
     with path.open("rb") as handle:
@@ -186,11 +207,17 @@ def read(path: Path, start: int, *, limit: int | None = None) -> Iterator[Spoole
             position += len(line)
             if not line.endswith(b"\n"):
                 log.warning("spool_truncated_record", file=path.name, at=position - len(line))
+                if skipped is not None:
+                    skipped("spool_torn")
                 return
             try:
                 item = decode(line)
+            except UnknownVersion:
+                raise
             except (ValueError, KeyError, TypeError) as exc:
                 log.error("spool_bad_record", file=path.name, at=position, error=str(exc)[:200])
+                if skipped is not None:
+                    skipped("spool_damaged")
                 continue
             yield Spooled(item, path.name, position)
             count += 1
@@ -211,6 +238,7 @@ class Spool:
         self._dirty = False
         self._sequence = 0
         self._orphans: dict[str, int] = {}  # name -> fd holding its lock
+        self.torn = 0  # torn last records cut off the orphans at `open`
 
     @property
     def name(self) -> str:
@@ -229,6 +257,7 @@ class Spool:
                 os.close(fd)  # a live process owns it
                 continue
             self._orphans[path.name] = fd
+            self.torn += _cut_torn_tail(path, fd)
             orphans.append(path)
         self._new_file()
         return orphans
@@ -245,13 +274,23 @@ class Spool:
         _fsync_directory(self.directory)
 
     def append(self, item: Item) -> Spooled:
-        """Append one record; it survives this process from the moment this returns."""
+        """Append one record; it survives this process from the moment this returns.
+
+        An `OSError` (a full or failing disk) leaves the file as it was, with no part of
+        the record in it.
+        """
         assert self._fd is not None
         assert self.path is not None
         line = encode(item)
-        written = os.write(self._fd, line)
-        if written != len(line):  # a full disk: the rest of the line, or an OSError
-            os.write(self._fd, line[written:])
+        try:
+            written = os.write(self._fd, line)
+            if written != len(line):  # a full disk: the rest of the line, or an OSError
+                os.write(self._fd, line[written:])
+        except OSError:
+            # Never leave a torn record: cut the file back to the end of the last whole one.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self.size)
+            raise
         self.size += len(line)
         self.appended += 1
         self._dirty = True
@@ -291,6 +330,30 @@ class Spool:
         self._fd = None
         if committed and self.path is not None:
             self.path.unlink(missing_ok=True)
+
+
+def _cut_torn_tail(path: Path, fd: int) -> int:
+    """Cut a last record without its newline (its write was cut short); 1 if there was one.
+
+    Nobody was told it was stored, so nothing is lost: the probe it belonged to is resumed
+    from what is whole.
+    """
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return 0
+    with path.open("rb") as handle:
+        handle.seek(max(0, size - 1))
+        if handle.read(1) == b"\n":
+            return 0
+        keep, position = 0, 0
+        handle.seek(0)
+        for line in handle:
+            position += len(line)
+            if line.endswith(b"\n"):
+                keep = position
+    os.ftruncate(fd, keep)
+    log.warning("spool_torn_tail_cut", file=path.name, bytes=size - keep)
+    return 1
 
 
 def _fsync_directory(directory: Path) -> None:
