@@ -83,6 +83,7 @@ class Daemon:
         self._runner: Runner | None = None
         self._reload_lock = asyncio.Lock()
         self._fatal: str | None = None  # a background task that could not recover
+        self.began = utcnow()
         static = tuple(self.metrics.static.values())
         self.supervisor = Supervisor(
             on_failure=lambda name: self.metrics.task_failures.labels(*static, name).inc(),
@@ -112,14 +113,18 @@ class Daemon:
             batch_size=cfg.store.batch_size,
             spool=spool or default_spool_dir(cfg.store.url),
             node=self.node,
+            offline_start=True,
         )
+        self.began = utcnow()  # probes claimed from here on are this run's own
         self.store.on_write_error = self.metrics.daemon(self.metrics.store_write_errors).inc
         self.store.on_spool_error = self.metrics.daemon(self.metrics.spool_errors).inc
         static = tuple(self.metrics.static.values())
         self.store.on_drop = lambda reason: self.metrics.dropped.labels(*static, reason).inc()
         self.store.start(spawn=self.supervisor.spawn)
-        # What a killed predecessor spooled goes in before its probes are resumed.
-        await self.store.recover()
+        # What a killed predecessor spooled goes in before its probes are resumed; with the
+        # database away, both wait for it while this run probes (`_recover_later`).
+        if not self.store.offline:
+            await self.store.recover()
         clients = Resources()
         calendar = Calendar(cfg.maintenance, ZoneInfo(cfg.timezone))
         shared = cfg.store.shared_sightings
@@ -179,7 +184,10 @@ class Daemon:
         for flow in self.flows:
             self.scheduler.add(flow)
         self._install_signals()
-        await self._resume(runner)
+        if self.store.offline:
+            self.supervisor.spawn("recover", lambda: self._recover_later(runner))
+        else:
+            await self._resume(runner)
         # What start-up built (config, flows, transports, metrics) lives as long as the
         # daemon. Frozen, it is left out of the collector's full passes, which otherwise
         # walked all of it about once a second at 750 probes/s, for some 60 ms each, and
@@ -232,6 +240,15 @@ class Daemon:
             log.warning("probes_cancelled", count=len(left), note="resolved at next start")
             await asyncio.gather(*left, return_exceptions=True)
 
+    async def _recover_later(self, runner: Runner) -> None:
+        """Started without the database: once it answers, replay what a killed predecessor
+        spooled, then resume its unresolved probes."""
+        assert self.store is not None
+        await self.store.wait_online()
+        await self.store.recover()
+        log.info("store_recovered_after_start")
+        await self._resume(runner)
+
     async def _resume(self, runner: Runner, *, startup: bool = True) -> None:
         """Resolve probes left unresolved: this node's after a restart, and those of any
         node that is clearly dead (overdue by `ADOPT_AFTER`), at start and every
@@ -257,6 +274,8 @@ class Daemon:
             flow = flows.get(probe.flow)
             if flow is None or probe.probe_id in self._resumed:
                 continue
+            if startup and probe.node == self.node and probe.claimed_at >= self.began:
+                continue  # this run's own, in flight (a resume after a late start)
             # Another live daemon sharing the store resolves its own probes; step in only
             # once it is clearly overdue (its owner died). Ours are in flight after start.
             overdue = now > probe.deadline_at + ADOPT_AFTER

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from probe import status_page
 from probe.api import Api, ApiError, authorize, error_response
-from probe.errors import ConfigError, StoreError
+from probe.errors import ConfigError, StartupError, StoreError
 from probe.reload import FlowChanges, ReloadRefused
 
 MonthlyReport = Callable[[str], Awaitable[dict[str, Any]]]
@@ -81,7 +81,7 @@ def make_app(
             return error_response(exc.status, exc.message, exc.headers)
         try:
             changes = await reload()
-        except ConfigError as exc:  # the running config is kept
+        except (ConfigError, StartupError) as exc:  # the running config is kept
             return error_response(422, f"config not reloaded: {exc}")
         except ReloadRefused as exc:
             return error_response(503, f"config not reloaded: {exc}")

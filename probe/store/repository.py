@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 import re
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -97,6 +98,7 @@ class Store:
         self.dropped = 0  # items neither the spool nor memory could keep (counted, logged)
         self._spool_failing = False
         self.offline = False  # the last attempt to reach the database failed
+        self.schema_unchecked = False  # opened offline: check the schema before writing
         self.offline_claims = 0  # slots claimed locally while the database was away
         self._claims: list[tuple[ProbeRow, asyncio.Future[bool]]] = []
         self._claim_wake = asyncio.Event()
@@ -418,6 +420,8 @@ class Store:
             async for attempt in retrying:
                 with attempt:
                     async with asyncio.timeout(self._write_limit):
+                        if self.schema_unchecked:
+                            await self._check_schema()
                         await self._write(batch)
         except SQLAlchemyError:
             # The database answered but refused something in the batch (a constraint, a
@@ -441,6 +445,27 @@ class Store:
         if error is not None:
             self._went_offline(error)
         log.warning("store_write_failed", error=type(error).__name__, backlog=self.backlog)
+
+    async def _check_schema(self) -> None:
+        """The schema of a store opened offline, once it answers: a wrong one is fatal."""
+        current, head = await migrate.revision_state(self.engine)
+        if current != head:
+            raise StoreError(
+                f"the store is at schema {current or 'none'}, this version needs {head}: "
+                "run `probe db upgrade -c CONFIG`"
+            )
+        self.schema_unchecked = False
+
+    async def wait_online(self, *, every: float = 1.0, most: float = 10.0) -> None:
+        """Return once the database answers (with backoff between the tries)."""
+        delay = every
+        while True:
+            try:
+                await self.ping()
+                return
+            except StoreError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, most)
 
     async def _write(self, batch: Sequence[Spooled]) -> None:
         async with self.engine.begin() as conn:
@@ -634,11 +659,17 @@ async def open_store(
     migrate_sqlite: bool = True,
     spool: Path | None = None,
     node: str = "",
+    offline_start: bool = False,
 ) -> Store:
     """Connect, bring SQLite up to date (PostgreSQL must be upgraded with `probe db upgrade`).
 
     With ``spool`` (a directory), writes go through a spool file there (`probe.store.spool`);
     call `Store.recover` after `Store.start` to replay what a dead process left.
+
+    ``offline_start``: a PostgreSQL store that cannot be reached is opened anyway when its
+    spool directory already exists (the daemon has run against it before, so this is a
+    restart, not a first start with a wrong URL). The store is then `offline` from the
+    start: claims are taken locally, and the schema is checked before the first write.
     """
     engine = create_engine(url)
     if engine.dialect.name not in ("sqlite", "postgresql"):
@@ -649,6 +680,20 @@ async def open_store(
             await migrate.upgrade(engine)
         current, head = await migrate.revision_state(engine)
     except (SQLAlchemyError, OSError) as exc:
+        pg = engine.dialect.name == "postgresql"
+        restart = spool is not None and pg and await asyncio.to_thread(os.path.isdir, spool)
+        if offline_start and restart and isinstance(exc, UNREACHABLE):
+            assert spool is not None
+            log.error("store_offline_at_start", store=safe_url(url), error=type(exc).__name__)
+            store = Store(
+                engine,
+                flush_interval=flush_interval,
+                batch_size=batch_size,
+                spool=Spool(spool, node=node),
+                node=node or None,
+            )
+            store.offline = store.schema_unchecked = True
+            return store
         await engine.dispose()
         raise StoreError(f"cannot open store {safe_url(url)}: {exc}") from exc
     if current != head:

@@ -1,0 +1,132 @@
+"""`kill -9` during a database outage, then a start while the database is still down.
+
+As systemd or Kubernetes would restart it, the daemon comes back while PostgreSQL is
+unreachable (through a TCP proxy the test cuts). It has a spool, so it starts anyway,
+probes at once, spools, and writes everything once the database is back: every probe the
+simulated engine received is stored with its result, none twice, and the restarted run
+probed through the outage instead of leaving its slots unprobed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy.engine import make_url
+
+from probe.sim import read_truth
+from probe.store import create_engine
+from probe.store.migrate import upgrade
+from tests.helpers import (
+    TcpProxy,
+    child_process,
+    closed_port,
+    fetch_rows,
+    kill_process,
+    log_events,
+    probe_argv,
+    simulator,
+    stop_process,
+    wait_for_event,
+    wait_ready,
+)
+
+FLOWS = 4
+INTERVAL = 0.25  # 16 probes/s
+
+
+def _config(tmp_path: Path, url: str, sim: Any, server: int) -> dict[str, Any]:
+    return {
+        "store": {"url": url, "flush_interval": "50ms", "spool_dir": str(tmp_path / "spool")},
+        "server": {"listen": f"127.0.0.1:{server}"},
+        "shutdown_grace": "10s",
+        "defaults": {"interval": f"{int(INTERVAL * 1000)}ms", "timeout": "2s", "poll": "100ms"},
+        "flows": [
+            {
+                "name": f"gs-{n}",
+                "source": {
+                    "type": "http",
+                    "method": "POST",
+                    "url": sim.url("engine") + "/gs/events",
+                    "body": '{"probe_id": "${probe_id}"}',
+                    "expect_status": [202],
+                },
+                "destinations": [
+                    {
+                        "name": "labka",
+                        "type": "http",
+                        "url": sim.url("labka") + "/received?probe_id=${probe_id}",
+                        "match": {"jsonpath": "$.events[*].probe_id"},
+                    }
+                ],
+            }
+            for n in range(FLOWS)
+        ],
+    }
+
+
+async def test_a_restart_while_the_database_is_down_probes_and_loses_nothing(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    engine = create_engine(postgres_url)
+    await upgrade(engine)
+    await engine.dispose()
+    target = make_url(postgres_url)
+    proxy = TcpProxy((target.host or "127.0.0.1", target.port or 5432))
+    await proxy.start()
+    proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+    server = closed_port()
+    truth_file = tmp_path / "truth.jsonl"
+    run1_log, run2_log = tmp_path / "run1.log", tmp_path / "run2.log"
+    try:
+        async with simulator({"truth": str(truth_file), "destinations": {"labka": {}}}) as sim:
+            path = tmp_path / "probe.yaml"
+            path.write_text(yaml.safe_dump(_config(tmp_path, proxied, sim, server)))
+            run = probe_argv("run", "-c", str(path))
+            async with child_process(run, run1_log, cwd=tmp_path) as first:
+                await wait_ready(first, run1_log, server)
+                await asyncio.sleep(1.0)
+                await proxy.cut()
+                await wait_for_event(first, run1_log, "store_offline")
+                await asyncio.sleep(1.0)
+                await kill_process(first)
+            async with child_process(run, run2_log, cwd=tmp_path) as second:
+                await wait_for_event(second, run2_log, "store_offline_at_start")
+                await wait_for_event(second, run2_log, "started")
+                offline_from = time.time()
+                await asyncio.sleep(2.0)  # probing, with the database still away
+                offline_until = time.time()
+                await proxy.start()
+                await wait_for_event(second, run2_log, "store_recovered_after_start", limit=60)
+                await wait_ready(second, run2_log, server, limit=30)
+                await asyncio.sleep(3 * INTERVAL)
+                assert await stop_process(second, limit=30) == 0, run2_log.read_text()[-3000:]
+    finally:
+        await proxy.close()
+
+    probe_rows, result_rows = await fetch_rows(postgres_url)
+    received = {t.probe_id for t in read_truth(truth_file) if t.destination == "labka"}
+    stored = {p.probe_id for p in probe_rows}
+    # Every probe the engine received is stored, with its result: nothing was lost.
+    assert received <= stored, f"{len(received - stored)} received probes not stored"
+    done = Counter((r.probe_id, r.destination) for r in result_rows)
+    assert all(n == 1 for n in done.values())
+    assert {pid for pid, _ in done} == stored, "a stored probe has no result"
+    twice = [k for k, n in Counter((p.flow, p.slot_at) for p in probe_rows).items() if n > 1]
+    assert not twice
+    # The restarted run probed while the database was away: its slots are not a gap.
+    offline = [
+        p for p in probe_rows if offline_from <= p.slot_at.timestamp() < offline_until - INTERVAL
+    ]
+    expected = (offline_until - INTERVAL - offline_from) / INTERVAL * FLOWS
+    assert len(offline) >= expected * 0.8, (len(offline), expected)
+    assert {r.outcome for r in result_rows if r.probe_id in {p.probe_id for p in offline}} == {
+        "delivered"
+    }
+    events = [e["event"] for e in log_events(run2_log)]
+    assert "probe_crashed" not in events
+    assert "spool_replayed" in events  # the killed run's spool went in once it could
