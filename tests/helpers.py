@@ -172,7 +172,9 @@ async def wait_ready(
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:port to a target; `cut` drops every connection and refuses more."""
+    """Forwards 127.0.0.1:port to a target; `cut` drops every connection and refuses more;
+    `hang` keeps every connection open and accepts new ones, but passes no byte on (a
+    database whose packets are dropped), until `release`."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
@@ -180,6 +182,14 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+
+    def hang(self) -> None:
+        self._flowing.clear()
+
+    def release(self) -> None:
+        self._flowing.set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
@@ -201,6 +211,7 @@ class TcpProxy:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._flowing.wait()
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
@@ -220,9 +231,9 @@ class TcpProxy:
             task.cancel()
             self._tasks.discard(task)
 
-    @staticmethod
-    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):
             while data := await reader.read(65536):
+                await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
