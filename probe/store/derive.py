@@ -129,7 +129,8 @@ async def advance(
     """Move the watermarks of the pairs that got new results, in the caller's transaction.
 
     ``fresh``: (flow, destination, slot) of every result just inserted. A pair whose new
-    results lie behind its watermark, or that has none yet, is rewound to the oldest of them.
+    results lie behind its watermark is rewound to the oldest of them; one that has no
+    watermark yet is read from its first result.
     """
     earliest: dict[Pair, datetime] = {}
     for flow, dest, slot in fresh:
@@ -139,10 +140,13 @@ async def advance(
     if not earliest:
         return
     machines = await _lock(conn, list(earliest))
+    # Behind its watermark, a result rewinds the pair. A pair with no watermark has fed
+    # nothing yet: it is read from its first result (a rewind to the fresh slot would take
+    # the results before it as fed, and some may be waiting behind an unresolved probe).
     rewind = {
         key: slot
         for key, slot in earliest.items()
-        if machines[key].watermark is None or slot <= machines[key].watermark  # type: ignore[operator]
+        if (mark := machines[key].watermark) is not None and slot <= mark
     }
     await _rewind(conn, machines, rewind)
     await _load_open(conn, [m for k, m in machines.items() if k not in rewind])
@@ -280,6 +284,9 @@ async def _feed(
     for key, machine in machines.items():
         by_watermark[machine.watermark].append(key)
     for watermark, keys in by_watermark.items():
+        # A pair read from its first result may have a long history (a store upgraded
+        # from before watermarks): read in partitions then.
+        whole = stream or watermark is None
         for part in _chunks(keys):
             query = (
                 select(
@@ -293,7 +300,7 @@ async def _feed(
             )  # fmt: skip
             if watermark is not None:
                 query = query.where(results.c.slot_at > watermark)
-            async for rows in _rows(conn, query, stream=stream):
+            async for rows in _rows(conn, query, stream=whole):
                 for row in rows:
                     key = (row.flow, row.destination)
                     stop = blocked.get(key)
