@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from probe import __version__
+from probe.report.stats import MONTH_PATTERN
 
 _STATES: Final = ["ok", "degraded", "down", "maintenance", "unknown"]
 _OUTCOMES: Final = ["delivered", "late", "lost", "send_error", "observe_error"]
@@ -278,7 +279,11 @@ def _paths(flow_param: dict[str, Any]) -> dict[str, Any]:
                 "responses": {
                     "200": _json("ResultPage", "One page of results."),
                     "404": _error("No flow of that name is configured."),
-                    "422": _error("A bad range, limit, cursor or destination."),
+                    "422": _error(
+                        "What the schema cannot say: from after to, a range of more than 31 "
+                        "days (from defaults to to - 24h, to to now), a cursor that is not the "
+                        "next value of a page, or a destination the flow does not have."
+                    ),
                     "503": _error("The store cannot be read."),
                 },
             }
@@ -309,13 +314,14 @@ def _paths(flow_param: dict[str, Any]) -> dict[str, Any]:
                         "name": "month",
                         "in": "path",
                         "required": True,
-                        "schema": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"},
-                        "description": "YYYY-MM, in the configured time zone.",
+                        "schema": {"type": "string", "pattern": MONTH_PATTERN},
+                        "description": "YYYY-MM, from 1970-01 to 2999-12, in the configured "
+                        "time zone.",
                     }
                 ],
                 "responses": {
                     "200": _json("MonthlyReport", "The report."),
-                    "400": _error("Not a month."),
+                    "400": _error("Not a month from 1970-01 to 2999-12."),
                     "404": _error("No such path (a month with a slash in it)."),
                     "503": _error("The store cannot be read."),
                 },

@@ -483,10 +483,16 @@ def _schemathesis(base_url: str) -> int:
         checks.response_schema_conformance,
         checks.status_code_conformance,
         checks.content_type_conformance,
+        checks.negative_data_rejection,
     ]
     calls = 0
     for found in schema.get_all_operations():
         operation = found.ok()
+        # What the schema allows, the server accepts. Not for the results: a cursor is
+        # an opaque token, and from/to are related (the 422 says so), which JSON Schema
+        # cannot express.
+        exact = operation.definition.raw.get("operationId") != "listResults"
+        these = [*wanted, checks.positive_data_acceptance] if exact else wanted
         modes = [schemathesis.GenerationMode.POSITIVE]
         if any(True for _ in operation.iter_parameters()):  # nothing to get wrong otherwise
             modes.append(schemathesis.GenerationMode.NEGATIVE)
@@ -507,7 +513,7 @@ def _schemathesis(base_url: str) -> int:
                     base_url=base_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
                 )
                 calls += 1
-                case.validate_response(response, checks=wanted)
+                case.validate_response(response, checks=these)  # noqa: B023 (called at once)
 
             call()
     return calls

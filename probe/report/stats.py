@@ -23,6 +23,7 @@ Copenhagen has 745 hours and March 2026 has 743. Definitions (also in the README
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,9 @@ from probe.store.sketch import Sketch
 from probe.store.tables import incidents, rollups
 
 Key = tuple[str, str]
+# The months a report can be made for: no probe ran before 1970, and the bound keeps every
+# month boundary within what datetime can hold in any time zone.
+MONTH_PATTERN = "^(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])$"
 
 
 @dataclass(slots=True)
@@ -93,18 +97,25 @@ class Month:
 
     @classmethod
     def parse(cls, label: str, tz: ZoneInfo) -> Month:
-        """``Month.parse("2026-10", tz)``; a `ValueError` for anything but YYYY-MM."""
+        """``Month.parse("2026-10", tz)``; a `ValueError` for anything but YYYY-MM from
+        1970-01 to 2999-12 (`MONTH_PATTERN`, which the OpenAPI document gives too)."""
+        if re.fullmatch(MONTH_PATTERN, label) is None:
+            raise ValueError(f"invalid month {label!r}: use YYYY-MM, from 1970-01 to 2999-12")
         year, month = (int(part) for part in label.split("-"))
-        if len(label) != 7 or not 1 <= month <= 12:
-            raise ValueError(f"invalid month {label!r}: use YYYY-MM")
+        return cls._of(year, month, tz)
+
+    @classmethod
+    def _of(cls, year: int, month: int, tz: ZoneInfo) -> Month:
         first = datetime(year, month, 1, tzinfo=tz)
         following = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=tz)
+        label = f"{year:04d}-{month:02d}"
         return cls(label, first.astimezone(UTC), following.astimezone(UTC), tz)
 
     def previous(self) -> Month:
+        """The month before (1969-12 for 1970-01: it compares with nothing, but exists)."""
         local = self.start.astimezone(self.tz)
         year, month = (local.year, local.month - 1) if local.month > 1 else (local.year - 1, 12)
-        return Month.parse(f"{year:04d}-{month:02d}", self.tz)
+        return Month._of(year, month, self.tz)
 
     @property
     def hours(self) -> float:
