@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from probe.model import Outcome, Result
-from probe.store import ProbeRow, SentRow, create_engine, open_store
+from probe.store import ProbeRow, SentRow, create_engine, open_store, repository
 from probe.store.migrate import upgrade
 from probe.store.tables import probes, results
 from tests.helpers import TcpProxy, fetch_rows, running, simulator, wait_for, write_config
@@ -197,3 +197,52 @@ async def test_the_daemon_probes_through_a_full_disk_and_an_outage(
     assert len(probe_rows) == len(result_rows) > 120
     assert {r.probe_id for r in result_rows} == {p.probe_id for p in probe_rows}
     assert all(p.sent_at is not None for p in probe_rows)
+
+
+async def test_past_the_memory_bound_items_are_dropped_and_counted_never_claims(
+    postgres_url: str, small_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Disk full and memory full: the oldest non-claim items go, each counted; no claim is
+    ever dropped, and nothing is lost without being counted."""
+    monkeypatch.setattr(repository, "MEMORY_LIMIT", 500)
+    engine = create_engine(postgres_url)
+    await upgrade(engine)
+    await engine.dispose()
+    target = make_url(postgres_url)
+    proxy = TcpProxy((target.host or "127.0.0.1", target.port or 5432))
+    await proxy.start()
+    proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+    store = await open_store(proxied, flush_interval=0.05, spool=small_disk / "spool", node="a")
+    drops: list[str] = []
+    store.on_drop = drops.append
+    store.start()
+    try:
+        await proxy.cut()
+        for i in range(PROBES):
+            claim, sent, result = _rows(i)
+            assert await asyncio.wait_for(store.claim(claim), timeout=10)
+            store.record_sent(sent)
+            store.add_result(result)
+        await proxy.start()
+
+        async def written() -> bool:
+            return store.backlog == 0
+
+        await wait_for(written, limit=60, every=0.1)
+    finally:
+        await store.close()
+        await proxy.close()
+    engine = create_engine(postgres_url)
+    try:
+        async with engine.connect() as conn:
+            stored = await conn.scalar(select(func.count()).select_from(probes))
+            sent_rows = await conn.scalar(
+                select(func.count()).select_from(probes).where(probes.c.sent_at.is_not(None))
+            )
+            done = await conn.scalar(select(func.count()).select_from(results))
+    finally:
+        await engine.dispose()
+    assert stored == PROBES  # every claim
+    assert store.dropped == len(drops) > 0
+    assert set(drops) == {"memory_full"}
+    assert (sent_rows or 0) + (done or 0) + store.dropped == 2 * PROBES

@@ -97,6 +97,7 @@ class Store:
         self.spool_errors = 0  # appends the spool's disk refused; those items stayed in memory
         self.dropped = 0  # items neither the spool nor memory could keep (counted, logged)
         self._spool_failing = False
+        self._writing = 0  # items at the head of the queue in the write under way
         self.offline = False  # the last attempt to reach the database failed
         self.schema_unchecked = False  # opened offline: check the schema before writing
         self.offline_claims = 0  # slots claimed locally while the database was away
@@ -242,11 +243,12 @@ class Store:
 
     def _drop_oldest(self) -> None:
         """Make room in memory: drop the oldest item that is not a claim (a probe row is
-        what every later item of its probe updates)."""
-        for index, spooled in enumerate(self._queue):
-            if not isinstance(spooled.item, ProbeRow):
+        what every later item of its probe updates) and not in the batch being written."""
+        for index in range(self._writing, len(self._queue)):
+            item = self._queue[index].item
+            if not isinstance(item, ProbeRow):
                 del self._queue[index]
-                self._drop(spooled.item, "memory_full")
+                self._drop(item, "memory_full")
                 return
 
     def _drop(self, item: Item, reason: str) -> None:
@@ -384,7 +386,11 @@ class Store:
             self._refill()
             if self._queue:
                 batch = self._queue[: self.batch_size]
-                await self._write_with_retry(batch)
+                self._writing = len(batch)  # the head of the queue no drop may touch
+                try:
+                    await self._write_with_retry(batch)
+                finally:
+                    self._writing = 0
                 del self._queue[: len(batch)]
                 self._maybe_rotate()
             elif self._closing:
