@@ -70,5 +70,6 @@ async def test_a_hanging_database_makes_no_false_send_errors(
             await proxy.close()
     probe_rows, result_rows = await fetch_rows(postgres_url)
     outcomes = Counter((r.outcome, r.reason) for r in result_rows)
+    print(f"FIGURES db hang {HANG_S}s: {len(probe_rows)} probes, results {dict(outcomes)}")
     assert outcomes.keys() == {("delivered", None)}, outcomes
     assert {r.probe_id for r in result_rows} == {p.probe_id for p in probe_rows}

@@ -127,6 +127,11 @@ async def test_a_restart_while_the_database_is_down_probes_and_loses_nothing(
     assert {r.outcome for r in result_rows if r.probe_id in {p.probe_id for p in offline}} == {
         "delivered"
     }
+    print(
+        f"FIGURES offline start: engine received {len(received)}, stored {len(stored)}, "
+        f"results {len(result_rows)}, probed while offline {len(offline)} of {expected:.0f}, "
+        f"log lines run 2: {len(log_events(run2_log))}"
+    )
     events = [e["event"] for e in log_events(run2_log)]
     assert "probe_crashed" not in events
     assert "spool_replayed" in events  # the killed run's spool went in once it could

@@ -187,6 +187,13 @@ async def test_the_daemon_probes_through_a_full_disk_and_an_outage(
 
                     await wait_for(caught_up, limit=60)
                     text = (await client.get("/metrics")).text
+                    print(
+                        "FIGURES full disk daemon:",
+                        {n: _sample(text, n) for n in (
+                            "probe_spool_errors_total", "probe_slots_skipped_total",
+                            "probe_results_dropped_total", "probe_task_failures_total",
+                            "probe_store_write_errors_total")},
+                    )  # fmt: skip
                     assert _sample(text, "probe_slots_skipped_total") == 0
                     assert _sample(text, "probe_results_dropped_total") == 0
                     assert _sample(text, "probe_task_failures_total") == 0
@@ -194,6 +201,7 @@ async def test_the_daemon_probes_through_a_full_disk_and_an_outage(
         finally:
             await proxy.close()
     probe_rows, result_rows = await fetch_rows(postgres_url)
+    print(f"FIGURES full disk daemon: {len(probe_rows)} probes, {len(result_rows)} results")
     assert len(probe_rows) == len(result_rows) > 120
     assert {r.probe_id for r in result_rows} == {p.probe_id for p in probe_rows}
     assert all(p.sent_at is not None for p in probe_rows)
