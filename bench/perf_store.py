@@ -45,8 +45,11 @@ def _results(n: int) -> list[Result]:
     out = []
     per_slot = 400
     bad = [Outcome.LATE, Outcome.LOST, Outcome.SEND_ERROR, Outcome.OBSERVE_ERROR]
+    slots = (n + per_slot - 1) // per_slot
     for i in range(n):
-        slot = now - timedelta(minutes=i // per_slot)
+        # Oldest first, as a daemon resolves them (the derivation reads slot order, and a
+        # result behind its pair's watermark rewinds the pair: see probe/store/derive.py).
+        slot = now - timedelta(minutes=slots - i // per_slot)
         k = i % per_slot
         outcome = Outcome.DELIVERED if rng.random() < 0.99 else rng.choice(bad)
         latency = (
@@ -64,6 +67,7 @@ def _results(n: int) -> list[Result]:
                 reason=None if outcome is Outcome.DELIVERED else "timeout",
                 slot=slot,
                 resolved_at=slot + timedelta(seconds=1),
+                span=60.0,
             )
         )
     return out

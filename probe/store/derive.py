@@ -15,7 +15,7 @@ therefore feed the machine the same sequence, and cannot differ.
 
     >>> machine = Machine("gs-adt", "labka")
     >>> for slot, outcome in ((0, "delivered"), (1, "lost"), (2, "delivered")):
-    ...     machine.feed(Point(EPOCH + timedelta(seconds=slot), outcome, 1.0, False, True))
+    ...     machine.feed(Point(EPOCH + timedelta(seconds=slot), outcome, 1.0, False))
     >>> [(i["start_at"].second, i["end_at"].second, i["cause"]) for i in machine.closed]
     [(1, 2, 'lost')]
 
@@ -32,7 +32,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import and_, delete, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -52,6 +52,21 @@ _CHUNK = 300  # pairs or ids per statement: well under every backend's parameter
 Pair = tuple[str, str]
 
 
+class Fed(Protocol):
+    """What the machine reads of a result (a `Point`, or the store's `rollup.Row`)."""
+
+    @property
+    def slot(self) -> datetime: ...
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def span(self) -> float | None: ...
+    @property
+    def maintenance(self) -> bool: ...
+    @property
+    def reason(self) -> str | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Point:
     """A result as the machine sees it."""
@@ -60,14 +75,14 @@ class Point:
     outcome: str
     span: float | None
     maintenance: bool
-    measured: bool
+    reason: str | None = None
 
-    @property
-    def end(self) -> datetime | None:
-        """Where the measurement of this slot ends (None: span unknown, or not measured)."""
-        if not self.measured:
-            return self.slot
-        return self.slot + timedelta(seconds=self.span) if self.span else None
+
+def _end(point: Fed) -> datetime | None:
+    """Where the measurement of this slot ends (None: span unknown, or not measured)."""
+    if not measured(point.reason):
+        return point.slot
+    return point.slot + timedelta(seconds=point.span) if point.span else None
 
 
 @dataclass(slots=True)
@@ -81,13 +96,14 @@ class Machine:
     measured_until: datetime | None = None
     closed: list[dict[str, Any]] = field(default_factory=list)
     changed: bool = False  # the open incident loaded from the store was changed
+    waiting: bool = False  # results after the watermark wait behind an unresolved slot
 
-    def feed(self, point: Point) -> None:
+    def feed(self, point: Fed) -> None:
         gap = self.measured_until is not None and point.slot > self.measured_until + _TOLERANCE
         if self.open is not None and gap:
             assert self.measured_until is not None
             self._close(self.measured_until, "not_measured")
-        if not point.measured:
+        if not measured(point.reason):
             if self.open is not None:
                 self._close(point.slot, "not_measured")
         elif point.maintenance:
@@ -96,10 +112,10 @@ class Machine:
             self._bad(point)
         elif self.open is not None:
             self._close(point.slot, "recovered")
-        self.measured_until = point.end
+        self.measured_until = _end(point)
         self.watermark = point.slot
 
-    def _bad(self, point: Point) -> None:
+    def _bad(self, point: Fed) -> None:
         if self.open is None:
             self.open = {
                 "id": None, "flow": self.flow, "destination": self.destination,
@@ -119,24 +135,37 @@ class Machine:
         self.open = None
 
 
-async def advance(
-    conn: AsyncConnection,
-    fresh: Iterable[tuple[str, str, datetime]],
-    *,
-    now: datetime,
-    stream: bool = False,
-) -> None:
+class FreshRow(Fed, Protocol):
+    @property
+    def flow(self) -> str: ...
+    @property
+    def destination(self) -> str: ...
+
+
+async def advance(conn: AsyncConnection, fresh: Iterable[FreshRow], *, now: datetime) -> None:
     """Move the watermarks of the pairs that got new results, in the caller's transaction.
 
-    ``fresh``: (flow, destination, slot) of every result just inserted. A pair whose new
+    ``fresh``: every result just inserted (`rollup.Row`). A pair whose new
     results lie behind its watermark is rewound to the oldest of them; one that has no
-    watermark yet is read from its first result.
+    watermark yet is read from its first result. A pair that had nothing waiting (no
+    blocker when its watermark last moved) is fed ``fresh`` as it is, with no read back:
+    the results after its watermark are exactly those.
     """
-    earliest: dict[Pair, datetime] = {}
-    for flow, dest, slot in fresh:
-        key = (flow, dest)
-        if key not in earliest or slot < earliest[key]:
-            earliest[key] = slot
+    points: dict[Pair, list[Fed]] = defaultdict(list)
+    for row in fresh:
+        points[(row.flow, row.destination)].append(row)
+    earliest = {key: min(p.slot for p in found) for key, found in points.items()}
+    await _advance(conn, earliest, points, now=now, stream=False)
+
+
+async def _advance(
+    conn: AsyncConnection,
+    earliest: dict[Pair, datetime],
+    points: dict[Pair, list[Fed]],
+    *,
+    now: datetime,
+    stream: bool,
+) -> None:
     if not earliest:
         return
     machines = await _lock(conn, list(earliest))
@@ -151,7 +180,20 @@ async def advance(
     await _rewind(conn, machines, rewind)
     await _load_open(conn, [m for k, m in machines.items() if k not in rewind])
     blocked = await _blockers(conn, machines, now=now)
-    await _feed(conn, machines, blocked, stream=stream)
+    direct = {
+        key: sorted(points[key], key=lambda p: p.slot)
+        for key, machine in machines.items()
+        if key in points and key not in rewind and machine.watermark is not None
+        and not machine.waiting
+    }  # fmt: skip
+    for key, found in direct.items():
+        stop = blocked.get(key)
+        for point in found:
+            if stop is not None and point.slot >= stop:
+                break
+            machines[key].feed(point)
+    read = {key: m for key, m in machines.items() if key not in direct}
+    await _feed(conn, read, blocked, stream=stream)
     await _save(conn, machines.values(), blocked)
 
 
@@ -162,9 +204,9 @@ async def rebuild(conn: AsyncConnection, *, now: datetime) -> None:
     query = select(results.c.flow, results.c.destination).distinct()
     pairs = [(r.flow, r.destination) for r in await conn.execute(query)]
     for start in range(0, len(pairs), _CHUNK):
-        # Each pair from its first result: the same rewind an out-of-order result causes.
+        # Each pair from its first result, as a pair with no watermark is read.
         part = pairs[start : start + _CHUNK]
-        await advance(conn, [(f, d, EPOCH) for f, d in part], now=now, stream=True)
+        await _advance(conn, dict.fromkeys(part, EPOCH), {}, now=now, stream=True)
 
 
 async def _lock(conn: AsyncConnection, keys: list[Pair]) -> dict[Pair, Machine]:
@@ -173,20 +215,35 @@ async def _lock(conn: AsyncConnection, keys: list[Pair]) -> dict[Pair, Machine]:
     Always in key order, so two daemons' batches cannot lock each other's rows crosswise.
     """
     keys = sorted(keys)
-    values = [{"flow": f, "destination": d} for f, d in keys]
-    await bulk.insert_rows(conn, watermarks, values, skip_conflicts=True)
+    machines = await _select_locked(conn, keys)
+    missing = [key for key in keys if key not in machines]
+    if missing:  # a pair's first result: its watermark row, then locked like the rest
+        values = [{"flow": f, "destination": d} for f, d in missing]
+        await bulk.insert_rows(conn, watermarks, values, skip_conflicts=True)
+        machines.update(await _select_locked(conn, missing))
+    return machines
+
+
+async def _select_locked(conn: AsyncConnection, keys: list[Pair]) -> dict[Pair, Machine]:
+    wanted = set(keys)
     machines: dict[Pair, Machine] = {}
-    for part in _chunks(keys):
+    for part in _chunks(sorted({flow for flow, _ in keys})):
+        # By flow (the key's first column), sorted: a tuple IN of pairs cost a third of
+        # the derivation on SQLite. Rows of other destinations are locked too; harmless.
         query = (
             select(watermarks)
-            .where(tuple_(watermarks.c.flow, watermarks.c.destination).in_(part))
+            .where(watermarks.c.flow.in_(part))
             .order_by(watermarks.c.flow, watermarks.c.destination)
             .with_for_update()
         )
         for row in await conn.execute(query):
+            key = (row.flow, row.destination)
+            if key not in wanted:
+                continue
             machine = Machine(row.flow, row.destination)
             machine.watermark, machine.measured_until = row.slot_at, row.measured_until
-            machines[(row.flow, row.destination)] = machine
+            machine.waiting = row.blocked_at is not None
+            machines[key] = machine
     return machines
 
 
@@ -216,23 +273,25 @@ async def _rewind(
         if previous is None:
             machine.watermark = machine.measured_until = None
         else:
-            point = Point(previous.slot_at, "", previous.span_s, False, measured(previous.reason))
-            machine.watermark, machine.measured_until = point.slot, point.end
+            point = Point(previous.slot_at, "", previous.span_s, False, previous.reason)
+            machine.watermark, machine.measured_until = point.slot, _end(point)
         machine.open = None
 
 
 async def _load_open(conn: AsyncConnection, machines: list[Machine]) -> None:
     """Each machine's open incident, locked."""
     by_key = {(m.flow, m.destination): m for m in machines}
-    for part in _chunks(list(by_key)):
+    for part in _chunks(sorted({flow for flow, _ in by_key})):
         query = (
             select(incidents)
-            .where(tuple_(incidents.c.flow, incidents.c.destination).in_(part))
+            .where(incidents.c.flow.in_(part))
             .where(incidents.c.end_at.is_(None))
             .with_for_update()
         )
         for row in await conn.execute(query):
-            by_key[(row.flow, row.destination)].open = dict(row._mapping)
+            machine = by_key.get((row.flow, row.destination))
+            if machine is not None:
+                machine.open = dict(row._mapping)
 
 
 async def _blockers(
@@ -307,10 +366,8 @@ async def _feed(
                     if stop is not None and row.slot_at >= stop:
                         continue
                     machines[key].feed(
-                        Point(
-                            row.slot_at, row.outcome, row.span_s, bool(row.maintenance),
-                            measured(row.reason),
-                        )
+                        Point(row.slot_at, row.outcome, row.span_s, bool(row.maintenance),
+                              row.reason)
                     )  # fmt: skip
 
 

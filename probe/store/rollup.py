@@ -164,7 +164,7 @@ async def apply(conn: AsyncConnection, rows: Sequence[Row]) -> None:
     changed = [key for key in hours if key in stored]
     params = [_key_values(key) | hours[key].merge_into(stored[key]) for key in changed]
     await bulk.update_rows(conn, rollups, params, key=_KEY_COLUMNS)
-    await derive.advance(conn, ((r.flow, r.destination, r.slot) for r in rows), now=utcnow())
+    await derive.advance(conn, rows, now=utcnow())
 
 
 _KEY_COLUMNS = ("flow", "destination", "hour")
