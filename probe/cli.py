@@ -117,11 +117,18 @@ def _json_flag(value: str) -> bool | None:
 def _load(args: argparse.Namespace) -> LoadedConfig:
     if not args.config:
         raise ConfigError(["no config file: give -c FILE or set PROBE_CONFIG"])
-    return load_config(args.config)
+    try:
+        return load_config(args.config)
+    except ConfigError:
+        raise
+    except Exception as exc:  # a bug: one line and exit 2, its text unshown (it may quote a secret)
+        problem = f"{args.config}:1: cannot load the config: internal error ({type(exc).__name__})"
+        raise ConfigError([problem]) from exc
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     loaded = _load(args)
+    logs.redactor.update(loaded.secrets)
     for flow in resolve_flows(loaded.config):
         print(logs.redactor.redact(describe_flow(flow)) if loaded.secrets else describe_flow(flow))
     return EXIT_OK

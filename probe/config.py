@@ -14,12 +14,15 @@ import re
 import zoneinfo
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Annotated, TypeVar
 
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
-from probe.durations import Duration
+from probe.durations import MAX_DURATION, Duration, Interval, parse_duration
 from probe.transport_config import (
     NAME_PATTERN,
     SLO,
@@ -37,7 +40,19 @@ _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _RESERVED_LABELS = {"flow", "destination", "outcome", "le", "job", "instance"}
 T = TypeVar("T")
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+MAX_IN_FLIGHT = 10_000  # per flow; far beyond what a schedule and a deadline need
+MAX_BATCH_SIZE = 100_000  # rows in one write
+MAX_LONG_DURATION = 10 * MAX_DURATION  # 3660d: ten years of raw results, or of maintenance
+# A one-off maintenance window's years, as the API's months: start + 3660d stays a datetime.
+YEARS = (1970, 2999)
+# The drivers `probe.store.open_store` can open: asyncio ones, SQLite or PostgreSQL. A bare
+# ``postgresql://`` is left out: its driver depends on the SQLAlchemy version.
+STORE_DRIVERS = ("sqlite+aiosqlite", "postgresql+psycopg")
+_STORE_USE = "use sqlite+aiosqlite:///FILE or postgresql+psycopg://user@host/db"
 
+
+LongDuration = Annotated[float, BeforeValidator(partial(parse_duration, maximum=MAX_LONG_DURATION))]
+"""Like `Duration`, up to `MAX_LONG_DURATION` (3660d) rather than 366d."""
 
 Source = Annotated[HttpSource | MllpSource | SqlSource, Field(discriminator="type")]
 Destination = Annotated[
@@ -46,22 +61,22 @@ Destination = Annotated[
 
 
 class Defaults(Model):
-    interval: Duration = 60.0
+    interval: Interval = 60.0
     timeout: Duration = 300.0
     send_timeout: Duration = 30.0
-    poll: Duration = 1.0
-    max_in_flight: int = Field(default=10, ge=1)
+    poll: Interval = 1.0
+    max_in_flight: int = Field(default=10, ge=1, le=MAX_IN_FLIGHT)
     slo: SLO = SLO(latency=30.0, objective=0.995)
 
 
 class Flow(Model):
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
-    interval: Duration | None = None
+    interval: Interval | None = None
     cron: str | None = None
     timeout: Duration | None = None
     send_timeout: Duration | None = None
-    max_in_flight: int | None = Field(default=None, ge=1)
+    max_in_flight: int | None = Field(default=None, ge=1, le=MAX_IN_FLIGHT)
     slo: SLO = SLO()
     source: Source
     destinations: list[Destination] = []
@@ -117,7 +132,7 @@ class Once(Model):
 
     start: str  # ISO 8601; without an offset it is local time in the config's time zone
     end: str | None = None
-    duration: Duration | None = None
+    duration: LongDuration | None = None
 
     @field_validator("start", "end")
     @classmethod
@@ -125,11 +140,13 @@ class Once(Model):
         if value is None:
             return None
         try:
-            datetime.fromisoformat(value)
+            year = datetime.fromisoformat(value).year
         except ValueError:
             raise ValueError(
                 f"invalid time {value!r}: use ISO 8601, e.g. 2026-12-01T22:00"
             ) from None
+        if not YEARS[0] <= year <= YEARS[1]:
+            raise ValueError(f"invalid time {value!r}: the year must be {YEARS[0]} to {YEARS[1]}")
         return value
 
     @model_validator(mode="after")
@@ -159,20 +176,41 @@ class MaintenanceWindow(Model):
 
 
 class Retention(Model):
-    raw: Duration = 90 * 86400.0
+    raw: LongDuration = 90 * 86400.0
 
 
 class Store(Model):
     url: str = "sqlite+aiosqlite:///probe.db"
     retention: Retention = Retention()
-    flush_interval: Duration = 0.2
-    batch_size: int = Field(default=2000, ge=1)
+    flush_interval: Interval = 0.2
+    batch_size: int = Field(default=2000, ge=1, le=MAX_BATCH_SIZE)
     # Where writes are spooled while the database is away; by default next to a SQLite
     # file (probe.db.spool), or ./probe-spool/<store> for PostgreSQL.
     spool_dir: str | None = None
     # Look in the store for sightings other daemons' MLLP listeners recorded
     # (active-active); by default on for PostgreSQL, the store daemons share.
     shared_sightings: bool | None = None
+    # Claim a slot locally while the database is away (probing goes on, and a slot two
+    # daemons claimed both ways is probed twice); false: skip it, counted, so each slot is
+    # probed once (daemons sharing a store, when that matters more than coverage).
+    local_claims: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _driver(cls, url: str) -> str:
+        # Checked here, not first by `probe run`: an unknown driver, a sync one or a bad port
+        # only failed (with a traceback) when the store was opened.
+        try:
+            parsed = make_url(url)
+            port = parsed.port
+        except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+            message = "invalid SQLAlchemy URL (e.g. postgresql+psycopg://user@host/db)"
+            raise ValueError(message) from None
+        if parsed.drivername not in STORE_DRIVERS:
+            raise ValueError(f"unsupported store driver {parsed.drivername!r}: {_STORE_USE}")
+        if port is not None and not 0 < port <= 65535:
+            raise ValueError("the port must be 1 to 65535")
+        return url
 
 
 class Server(Model):

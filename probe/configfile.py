@@ -13,6 +13,7 @@ holding the file's content: that is how secrets stay out of the config file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from pydantic_core import ErrorDetails
 
 from probe.config import Config
 from probe.errors import ConfigError
+from probe.logs import REDACTED
 
 TEMPLATE_VARS = frozenset({"probe_id", "sent_at", "flow", "destination"})
 _PATH_KEYS = frozenset({"template_file", "ca_file", "cert_file", "key_file"})
@@ -35,6 +37,13 @@ Path_ = tuple[str | int, ...]
 _PLAIN_KEY = re.compile(r"[^\s.\[\]'\"]+")
 MAX_DEPTH = 64  # far beyond any real config; deeper YAML is refused, never recursed into
 _TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep, or an alias that contains itself"
+# Values that aliases (``*name``) may repeat, in all: an anchored flow or destination block
+# reused a thousand times is far below it; billion laughs (ten levels of ten aliases, 10^10
+# values from 400 bytes) is refused after 100,000, in 0.06 s.
+MAX_ALIAS_VALUES = 100_000
+_BOMB = f"YAML aliases expand to more than {MAX_ALIAS_VALUES} values"
+# Python's int() refuses longer decimal numbers (its int-string conversion limit).
+MAX_DIGITS = 4300
 
 
 @dataclass(slots=True)
@@ -99,12 +108,18 @@ C_LOADER_FROM = 64 * 1024
 
 
 def _parse_yaml(text: str, path: Path) -> tuple[Any, dict[Path_, int]]:
+    """The data and the line of each path; the node tree is walked before anything is built."""
     big = len(text) > C_LOADER_FROM and hasattr(yaml, "CSafeLoader")
+    walk = _Walk(path)
     try:
         loader = yaml.CSafeLoader(text) if big else yaml.SafeLoader(text)
         try:
             node = loader.get_single_node()
-            data = loader.construct_document(node) if node is not None else None
+            if node is not None:
+                walk.run(node)
+            if walk.problems:
+                raise ConfigError(walk.problems)
+            data = _construct(loader, node, path) if node is not None else None
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
@@ -119,18 +134,44 @@ def _parse_yaml(text: str, path: Path) -> tuple[Any, dict[Path_, int]]:
         raise ConfigError([f"{path}:1: YAML error: {exc}"]) from None
     except RecursionError:  # PyYAML composes nested nodes recursively
         raise ConfigError([f"{path}:1: {_TOO_DEEP}"]) from None
-    lines: dict[Path_, int] = {}
-    problems: list[str] = []
-    if node is not None:
-        _record_lines(node, (), lines, problems, path)
-    if problems:
-        raise ConfigError(problems)
     if data is not None and not isinstance(data, dict):
         raise ConfigError([f"{path}:1: the config must be a mapping of keys to values"])
-    return data, lines
+    return data, walk.lines
+
+
+def _construct(loader: yaml.SafeLoader | yaml.CSafeLoader, node: yaml.Node, path: Path) -> Any:
+    """The node tree's data; a scalar its constructor refuses is a located problem."""
+    try:
+        return loader.construct_document(node)
+    except (ValueError, OverflowError) as exc:  # `!!float soon`, a 13th month
+        for at, scalar in _scalars(node, ()):
+            constructor = loader.yaml_constructors.get(scalar.tag)
+            try:
+                if constructor is not None:
+                    constructor(loader, scalar)
+            except (ValueError, OverflowError) as found:
+                kind = scalar.tag.rpartition(":")[2]
+                message = f"invalid YAML {kind} {scalar.value!r}: {found}"
+                line = scalar.start_mark.line + 1
+                raise ConfigError([f"{path}:{line}: {_prefix(at)}{message}"]) from None
+        raise ConfigError([f"{path}:1: YAML error: {exc}"]) from None
+
+
+def _scalars(node: yaml.Node, at: Path_) -> Iterator[tuple[Path_, yaml.ScalarNode]]:
+    """Every scalar, keys included, in document order (`_Walk` has bounded the tree)."""
+    if isinstance(node, yaml.ScalarNode):
+        yield at, node
+    elif isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            yield from _scalars(key, (*at, key.value))
+            yield from _scalars(value, (*at, key.value))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from _scalars(item, (*at, index))
 
 
 _STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
 # The scalar types a config has; any other tag (a merge key ``<<``, ``!!binary``, ``=``) is
 # left to `_parse_yaml`.
 _PLAIN_TAGS = frozenset(
@@ -219,29 +260,70 @@ def _from_events(loader: yaml.CSafeLoader) -> dict[Any, Any] | None:
             keys.append(_KEY)
 
 
-def _record_lines(
-    node: yaml.Node, at: Path_, lines: dict[Path_, int], problems: list[str], path: Path
-) -> None:
-    lines[at] = node.start_mark.line + 1
-    if len(at) > MAX_DEPTH:  # also ends an alias that contains itself (``a: &a [*a]``)
-        problems.append(f"{path}:{lines[at]}: {_render(at[:MAX_DEPTH])}: {_TOO_DEEP}")
-        return
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[object, int] = {}
-        for key, value in node.value:
-            name = key.value
-            line = key.start_mark.line + 1
-            if name in seen:
-                problems.append(
-                    f"{path}:{line}: {_render((*at, name))}: duplicate key "
-                    f"(first at line {seen[name]})"
-                )
-            seen[name] = line
-            _record_lines(value, (*at, name), lines, problems, path)
-            lines[(*at, name)] = line
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _record_lines(item, (*at, index), lines, problems, path)
+class _Stop(Exception):
+    """The walk found the tree endless: too deep, or aliases that repeat too much."""
+
+
+class _Walk:
+    """One walk over the node tree, before anything is built from it.
+
+    It records the line of every path, and finds duplicate keys, integers too long for
+    `int` (`MAX_DIGITS`) and the two ways a small file can be endless, each refused at the
+    first sign: nesting deeper than `MAX_DEPTH` (or an alias that contains itself) and
+    aliases that repeat more than `MAX_ALIAS_VALUES` values. Building the data (and
+    validating it) only expands what this walk has counted.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines: dict[Path_, int] = {}
+        self.problems: list[str] = []
+        self._seen: set[int] = set()  # the nodes walked; seen again, a node is an alias
+        self._repeated = 0
+
+    def run(self, root: yaml.Node) -> None:
+        with contextlib.suppress(_Stop):
+            self._node(root, (), 1, None)
+
+    def _node(self, node: yaml.Node, at: Path_, line: int, alias: tuple[Path_, int] | None) -> None:
+        """``line``: where ``node`` is referred to; ``alias``: the outermost alias above it."""
+        self.lines[at] = node.start_mark.line + 1
+        if id(node) not in self._seen:
+            self._seen.add(id(node))
+            if (
+                isinstance(node, yaml.ScalarNode)
+                and node.tag == _INT
+                and len(node.value) > MAX_DIGITS
+            ):
+                digits = len(node.value.lstrip("+-"))
+                self._problem(at, self.lines[at], f"integer too large ({digits} digits)")
+        else:
+            self._repeated += 1
+            alias = alias or (at, line)
+            if self._repeated > MAX_ALIAS_VALUES:
+                self._problem(*alias, _BOMB)
+                raise _Stop
+        if len(at) > MAX_DEPTH:  # also ends an alias that contains itself (``a: &a [*a]``)
+            self._problem(at[:MAX_DEPTH], self.lines[at], _TOO_DEEP)
+            raise _Stop
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[object, int] = {}
+            for key, value in node.value:
+                name = key.value
+                key_line = key.start_mark.line + 1
+                if name in seen:
+                    self._problem(
+                        (*at, name), key_line, f"duplicate key (first at line {seen[name]})"
+                    )
+                seen[name] = key_line
+                self._node(value, (*at, name), key_line, alias)
+                self.lines[(*at, name)] = key_line
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                self._node(item, (*at, index), self.lines[at], alias)
+
+    def _problem(self, at: Path_, line: int, message: str) -> None:
+        self.problems.append(f"{self.path}:{line}: {_prefix(at)}{message}")
 
 
 def _substitute(
@@ -267,6 +349,7 @@ def _substitute(
                 secret = _read_secret(sub, (*at, key), problems, where, base=base)
                 if secret is not None:
                     secrets.add(secret)
+                    where.hidden.add(secret)
                     out[key.removesuffix("_file")] = secret
                 continue
             out[key] = sub
@@ -298,7 +381,10 @@ def _env_value(
         problems.append(where.at(at, f"environment variable {name} is not set"))
         return match.group(0)
     value = env[name]
-    # Header values (Authorization, API keys) and the API token are secrets whatever the name.
+    if value:  # masked in every config error, before the value is validated
+        where.hidden.add(value)
+    # Header values (Authorization, API keys) and the API token are secrets whatever the name,
+    # in the logs too; other values are masked only in config errors.
     if value and (_SECRET_NAME.search(name) or "headers" in at or "api_token" in at):
         secrets.add(value)
     return value
@@ -314,11 +400,13 @@ def _read_secret(
     try:
         return file.read_text(encoding="utf-8").rstrip("\r\n")
     except OSError as exc:
-        problems.append(where.at(at, f"cannot read secret file {value}: {exc.strerror or exc}"))
+        message = f"cannot read secret file {value}: {exc.strerror or exc}"
+        problems.append(where.at(at, message, about=value))
     except UnicodeDecodeError:
-        problems.append(where.at(at, f"secret file {value} is not UTF-8"))
+        problems.append(where.at(at, f"secret file {value} is not UTF-8", about=value))
     except ValueError:  # a NUL in the path
-        problems.append(where.at(at, f"cannot read secret file {value!r}: invalid path"))
+        message = f"cannot read secret file {value!r}: invalid path"
+        problems.append(where.at(at, message, about=value))
     return None
 
 
@@ -335,7 +423,7 @@ def _check_duplicate_flows(data: Any, where: _Locator) -> list[str]:
         if name in first:
             line = where.line(("flows", first[name], "name"))
             message = f"duplicate flow name {name!r} (first at line {line})"
-            problems.append(where.at(("flows", index, "name"), message))
+            problems.append(where.at(("flows", index, "name"), message, about=name))
         else:
             first[name] = index
     return problems
@@ -347,10 +435,15 @@ def _line_of(problem: str) -> int:
 
 
 class _Locator:
-    """Turns a data path into ``file:line: path`` text, using the YAML node marks."""
+    """Turns a data path into ``file:line: path`` text, using the YAML node marks.
+
+    ``hidden`` holds every value that came from ``${ENV}`` or a ``*_file``, filled in before
+    validation; a problem's message shows each of them as ``***``.
+    """
 
     def __init__(self, path: Path, lines: dict[Path_, int], data: Any) -> None:
         self.path, self.lines, self.data = path, lines, data
+        self.hidden: set[str] = set()
 
     def line(self, at: Path_) -> int:
         for end in range(len(at), -1, -1):
@@ -358,21 +451,43 @@ class _Locator:
                 return self.lines[at[:end]]
         return 1
 
-    def at(self, at: Path_, message: str) -> str:
-        prefix = f"{_render(at)}: " if at else ""
-        return f"{self.path}:{self.line(at)}: {prefix}{message}"
+    def at(self, at: Path_, message: str, *, about: Any = None) -> str:
+        """``file:line: path: message``, the secrets in ``about`` (the value) masked."""
+        return f"{self.path}:{self.line(at)}: {_prefix(at)}{self._mask(message, about)}"
 
     def describe(self, error: ErrorDetails) -> str:
         at = tuple(self._real_path(error["loc"]))
-        return self.at(at, _message(error, at))
+        return self.at(at, _message(error, at), about=error["input"])
+
+    def _mask(self, message: str, about: Any) -> str:
+        # Only the secrets the value holds: a short one (a port) is not masked everywhere.
+        if not self.hidden:
+            return message
+        held = {text for text in _texts(about) if any(s in text for s in self.hidden)}
+        if not held:
+            return message
+        secrets = sorted(
+            {s for s in self.hidden if any(s in text for text in held)}, key=len, reverse=True
+        )
+        for text in sorted(held, key=len, reverse=True):  # as repr() quoted and escaped it
+            masked = text
+            for secret in secrets:
+                masked = masked.replace(secret, REDACTED)
+            message = message.replace(repr(text), repr(masked))
+        for secret in secrets:  # anywhere else, as is or escaped
+            message = message.replace(secret, REDACTED).replace(repr(secret)[1:-1], REDACTED)
+        return message
 
     def _real_path(self, loc: tuple[str | int, ...]) -> Iterator[str | int]:
         """Drop the union-tag steps pydantic adds to a path (``source.http.url``)."""
         node: Any = self.data
         for i, step in enumerate(loc):
             last = i == len(loc) - 1
-            if isinstance(node, dict) and step not in node and not last:
-                continue
+            if isinstance(node, dict) and step not in node:
+                if f"{step}_file" in node:
+                    step = f"{step}_file"  # the value was read from that file
+                elif not last:
+                    continue
             yield step
             if isinstance(node, dict):
                 node = node.get(step)
@@ -380,6 +495,19 @@ class _Locator:
                 node = node[step]
             else:
                 node = None
+
+
+def _texts(value: Any) -> Iterator[str]:
+    """Every string in ``value`` (a validator's input: a scalar, a mapping, a list)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
 
 
 def _message(error: ErrorDetails, at: Path_) -> str:
@@ -395,6 +523,10 @@ def _message(error: ErrorDetails, at: Path_) -> str:
         return "missing key 'type'"
     message = error["msg"]
     return message.removeprefix("Value error, ")
+
+
+def _prefix(at: Path_) -> str:
+    return f"{_render(at)}: " if at else ""
 
 
 def _render(at: Path_) -> str:

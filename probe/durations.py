@@ -1,18 +1,36 @@
-"""Durations as operators write them: ``500ms``, ``30s``, ``5m``, ``1h``, ``90d``, ``1h30m``."""
+"""Durations as operators write them: ``500ms``, ``30s``, ``5m``, ``1h``, ``90d``, ``1h30m``.
+
+Every duration is bounded, so none can overflow a ``timedelta`` or a timer later, or make a
+loop spin: from `MIN_DURATION` (1ms) to `MAX_DURATION` (366d), and `Interval` (a time
+between repeated actions) from `MIN_INTERVAL` (10ms).
+"""
 
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Annotated
 
 from pydantic import BeforeValidator
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+MIN_DURATION = 0.001  # 1ms: a shorter timeout or window means nothing to a probe
+MIN_INTERVAL = 0.01  # 10ms: a shorter interval, poll or flush is a busy loop
+MAX_DURATION = 366 * 86400.0  # 366d: a year, leap or not; far below timedelta's limit
 
 
-def parse_duration(value: object, *, allow_zero: bool = False) -> float:
+def parse_duration(
+    value: object,
+    *,
+    allow_zero: bool = False,
+    minimum: float = MIN_DURATION,
+    maximum: float = MAX_DURATION,
+) -> float:
     """Return seconds. ``parse_duration("1h30m") == 5400.0``; a bare number is seconds.
+
+    Outside ``minimum`` to ``maximum`` it raises ``ValueError``, such as "invalid duration
+    '400d': must be at most 366d".
 
     >>> parse_duration("500ms")
     0.5
@@ -42,6 +60,10 @@ def parse_duration(value: object, *, allow_zero: bool = False) -> float:
         raise ValueError(f"invalid duration {value!r}: use e.g. 30s")
     if seconds < 0 or (seconds == 0 and not allow_zero) or seconds != seconds:  # NaN
         raise ValueError(f"invalid duration {value!r}: must be greater than zero")
+    if seconds > maximum:  # also a number of digits beyond any float, read as infinity
+        raise ValueError(f"invalid duration {value!r}: must be at most {format_duration(maximum)}")
+    if 0 < seconds < minimum:
+        raise ValueError(f"invalid duration {value!r}: must be at least {format_duration(minimum)}")
     return seconds
 
 
@@ -55,7 +77,12 @@ def format_duration(seconds: float) -> str:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
-"""A pydantic field type: seconds, parsed from ``30s``-style text; zero is refused."""
+"""A pydantic field type: seconds, parsed from ``30s``-style text; 1ms to 366d."""
 
-DurationOrZero = Annotated[float, BeforeValidator(lambda v: parse_duration(v, allow_zero=True))]
-"""Like `Duration`, but ``0`` is allowed (an offset, a delay that may be none)."""
+Interval = Annotated[float, BeforeValidator(partial(parse_duration, minimum=MIN_INTERVAL))]
+"""Like `Duration`, for the time between repeated actions (an interval, a poll): 10ms to 366d."""
+
+DurationOrZero = Annotated[
+    float, BeforeValidator(partial(parse_duration, allow_zero=True, minimum=0.0))
+]
+"""Like `Duration`, but from ``0`` (an offset, a delay that may be none): 0 to 366d."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from probe.config import resolve_flows
-from probe.configfile import load_config
+from probe.configfile import MAX_DEPTH, load_config
 from probe.durations import format_duration, parse_duration
 from probe.errors import ConfigError
 
@@ -77,6 +79,59 @@ INVALID = [
             "'$[[': Parse error at 1:2 near token [ ([)",
         ],
         id="every-problem-at-once",
+    ),
+    pytest.param(
+        "invalid-bounds.yaml",
+        [
+            "invalid-bounds.yaml:2: store.batch_size: Input should be less than or equal to 100000",
+            "invalid-bounds.yaml:3: store.retention.raw: invalid duration '4000d': must be at "
+            "most 3660d",
+            "invalid-bounds.yaml:5: server.listen: invalid listen address '127.0.0.1:99999': "
+            "the port must be at most 65535",
+            "invalid-bounds.yaml:7: defaults.poll: invalid duration '5ms': must be at least 10ms",
+            "invalid-bounds.yaml:8: defaults.max_in_flight: Input should be greater than or "
+            "equal to 1",
+            "invalid-bounds.yaml:10: maintenance[0].once.start: invalid time "
+            "'9999-12-31T20:00': the year must be 1970 to 2999",
+            "invalid-bounds.yaml:13: flows[0].interval: invalid duration "
+            "'99999999999999999999999d': must be at most 366d",
+            "invalid-bounds.yaml:14: flows[0].timeout: invalid duration '0.5ms': must be at "
+            "least 1ms",
+            "invalid-bounds.yaml:15: flows[0].max_in_flight: Input should be less than or "
+            "equal to 10000",
+            "invalid-bounds.yaml:16: flows[0].source.expect_status[1]: Input should be less "
+            "than or equal to 599",
+            "invalid-bounds.yaml:18: flows[0].destinations[0].slo.latency: invalid duration "
+            "'400d': must be at most 366d",
+        ],
+        id="numbers-and-durations-out-of-bounds",
+    ),
+    pytest.param(
+        "invalid-store-driver.yaml",
+        [
+            "invalid-store-driver.yaml:2: store.url: unsupported store driver "
+            "'postgresql+psycopgx': use sqlite+aiosqlite:///FILE or "
+            "postgresql+psycopg://user@host/db"
+        ],
+        id="store-driver",
+    ),
+    pytest.param(
+        "invalid-alias-bomb.yaml",
+        ["invalid-alias-bomb.yaml:6: e[7]: YAML aliases expand to more than 100000 values"],
+        id="alias-bomb",
+    ),
+    pytest.param(
+        "invalid-huge-integer.yaml",
+        ["invalid-huge-integer.yaml:2: defaults.max_in_flight: integer too large (5000 digits)"],
+        id="integer-beyond-pythons-digit-limit",
+    ),
+    pytest.param(
+        "invalid-yaml-value.yaml",
+        [
+            "invalid-yaml-value.yaml:2: maintenance[0].once.start: invalid YAML timestamp "
+            "'2026-13-01': month must be in 1..12"
+        ],
+        id="no-such-date",
     ),
 ]
 
@@ -367,3 +422,142 @@ def test_the_fast_way_builds_the_same_data_or_leaves_it_to_the_node_tree(
     assert (data is not None) == fast
     if data is not None:
         assert repr(data) == _node_tree_data(text)
+
+
+# --- bounds: what passed check-config and then crashed `probe run` ---
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("366d", 366 * 86400.0, id="the-longest"),
+        pytest.param("8784h", 366 * 86400.0, id="the-longest-in-hours"),
+        pytest.param("1ms", 0.001, id="the-shortest"),
+        pytest.param("367d", "invalid duration '367d': must be at most 366d", id="too-long"),
+        pytest.param(
+            "99999999999999999999999d",
+            "invalid duration '99999999999999999999999d': must be at most 366d",
+            id="far-too-long",
+        ),
+        pytest.param(
+            "9" * 400 + "s",
+            f"invalid duration '{'9' * 400}s': must be at most 366d",
+            id="beyond-any-float",
+        ),
+        pytest.param(
+            10**30, f"invalid duration {10**30}: must be at most 366d", id="a-huge-bare-number"
+        ),
+        pytest.param("0.5ms", "invalid duration '0.5ms': must be at least 1ms", id="too-short"),
+    ],
+)
+def test_parse_duration_bounds(value: object, expected: float | str) -> None:
+    if isinstance(expected, float):
+        assert parse_duration(value) == expected
+    else:
+        with pytest.raises(ValueError, match="invalid duration") as caught:
+            parse_duration(value)
+        assert str(caught.value) == expected
+
+
+def _store_problems(url: str, tmp_path: Path) -> list[str]:
+    (tmp_path / "probe.yaml").write_text(yaml.safe_dump({"store": {"url": url}}))
+    try:
+        load_config(tmp_path / "probe.yaml", environ={})
+    except ConfigError as exc:
+        return [p.replace(f"{tmp_path}/probe.yaml:2: store.url: ", "") for p in exc.problems]
+    return []
+
+
+USE = "use sqlite+aiosqlite:///FILE or postgresql+psycopg://user@host/db"
+INVALID_URL = "invalid SQLAlchemy URL (e.g. postgresql+psycopg://user@host/db)"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        pytest.param("sqlite+aiosqlite:///probe.db", [], id="sqlite"),
+        pytest.param("sqlite+aiosqlite:///:memory:", [], id="sqlite-in-memory"),
+        pytest.param("postgresql+psycopg://probe:pw@db:5432/probe", [], id="postgresql"),
+        pytest.param("mysql://probe@db/probe", [f"unsupported store driver 'mysql': {USE}"],
+                     id="mysql"),
+        pytest.param("postgresql+psycopgx://probe@db/probe",
+                     [f"unsupported store driver 'postgresql+psycopgx': {USE}"], id="typo"),
+        pytest.param("sqlite:///probe.db", [f"unsupported store driver 'sqlite': {USE}"],
+                     id="sqlite-without-an-async-driver"),
+        pytest.param("postgresql://probe@db/probe",
+                     [f"unsupported store driver 'postgresql': {USE}"],
+                     id="postgresql-whose-driver-depends-on-the-sqlalchemy-version"),
+        pytest.param("probe.db", [INVALID_URL], id="a-file-name"),
+        pytest.param("postgresql+psycopg://probe@db:port/probe", [INVALID_URL], id="bad-port"),
+        pytest.param("postgresql+psycopg://probe@db:99999/probe",
+                     ["the port must be 1 to 65535"], id="port-out-of-range"),
+    ],
+)  # fmt: skip
+def test_the_store_url_is_one_open_store_can_open(
+    url: str, expected: list[str], tmp_path: Path
+) -> None:
+    assert _store_problems(url, tmp_path) == expected
+
+
+def test_an_integer_of_100k_digits_is_a_located_problem(tmp_path: Path) -> None:
+    """Past Python's int-string limit (4,300 digits) and past `C_LOADER_FROM`: libyaml's way."""
+    config = tmp_path / "probe.yaml"
+    config.write_text("defaults:\n  max_in_flight: " + "9" * 100_000 + "\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "probe", "check-config", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == f"{config}:2: defaults.max_in_flight: integer too large (100000 digits)\n"
+
+
+MERGE_BOMB = "a: &a {x: 1, y: 2}\n" + "".join(
+    f"{name}: &{name} {{<<: [{', '.join([f'*{prev}'] * 10)}]}}\n"
+    for prev, name in zip("abcdefghi", "bcdefghij", strict=True)
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            (DATA / "invalid-alias-bomb.yaml").read_text(),
+            "6: e[7]: YAML aliases expand to more than 100000 values",
+            id="billion-laughs",
+        ),
+        pytest.param(
+            MERGE_BOMB,
+            "6: f.<<[1]: YAML aliases expand to more than 100000 values",
+            id="merge-keys",
+        ),
+        pytest.param(
+            "labels: &a [*a, *a]\n",
+            "1: labels" + "[0]" * 63 + f": nested more than {MAX_DEPTH} levels deep, or an "
+            "alias that contains itself",
+            id="an-alias-that-contains-itself-twice",
+        ),
+    ],
+)
+def test_alias_bombs_are_refused_at_once_and_small(
+    text: str, expected: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "probe.yaml"
+    config.write_text(text)
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(ConfigError) as caught:
+            load_config(config, environ={})
+        took = time.perf_counter() - started
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert caught.value.problems == [f"{config}:{expected}"]
+    # Hang and blow-up guards, not benchmarks: 0.06 s and 15 MB here (before: 20 s and
+    # 3 GB, then a MemoryError, for billion laughs; forever for the alias in itself).
+    assert took < 5
+    assert peak < 50 * 2**20

@@ -5,11 +5,15 @@ the API token, including flows that fail (so errors about those URLs get logged 
 Then each place an operator or attacker can read is searched for it: the logs, /metrics,
 the API, every text column of the store, and the monthly report in every format. A
 recording server proves the canary was really sent, so the test cannot pass vacuously.
+
+A config error is the other place: a canary that fails validation (in a duration, a port,
+a URL, a header, a ``*_file``) is shown as ``***``, at its file, line and path.
 """
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -25,6 +29,7 @@ from sqlalchemy import String, Text, select
 
 from probe.configfile import load_config
 from probe.daemon import Daemon
+from probe.errors import ConfigError
 from probe.store import create_engine
 from probe.store.tables import metadata
 from tests.helpers import closed_port, fetch_rows, running, wait_for
@@ -197,3 +202,124 @@ async def test_a_canary_secret_appears_nowhere(
         assert "canary-5xx" in report
         assert CANARY not in report, fmt
         assert FILE_CANARY not in report, fmt
+
+
+# --- config errors: a secret that fails validation is masked, its location kept ----------
+
+# A file secret with a quote and a backslash: repr() escapes them, and still nothing leaks.
+ODD_HEX = uuid.uuid4().hex
+ODD_CANARY = f"odd'\\\"{ODD_HEX}"
+HTTP = "source: {type: http, url: 'http://127.0.0.1:1/'}"
+EXAMPLES = "use a number and a unit, e.g. 500ms, 30s, 5m, 1h, 90d"
+LEAKS = [
+    pytest.param(f"flows:\n  - name: a\n    interval: ${{CANARY}}\n    {HTTP}\n",
+                 [f"3: flows[0].interval: invalid duration '***': {EXAMPLES}"],
+                 id="env-in-a-duration"),
+    pytest.param(f"flows:\n  - name: a\n    interval: ${{CANARY}}s\n    {HTTP}\n",
+                 [f"3: flows[0].interval: invalid duration '***s': {EXAMPLES}"],
+                 id="env-in-part-of-a-duration"),
+    pytest.param("server: {listen: '127.0.0.1:${CANARY}'}\n",
+                 ["1: server.listen: invalid listen address '127.0.0.1:***': use HOST:PORT, "
+                  "e.g. 127.0.0.1:9464"], id="env-in-a-listen-port"),
+    pytest.param("flows:\n  - name: a\n    source: {type: mllp, host: h, port: '${CANARY}'}\n",
+                 ["3: flows[0].source.port: Input should be a valid integer, unable to parse "
+                  "string as an integer"], id="env-in-a-port"),
+    pytest.param("flows:\n  - name: a\n    source: {type: http, url: 'htp://h/?t=${CANARY}'}\n",
+                 ["3: flows[0].source.url: url must start with http:// or https://, got "
+                  "'htp://h/?t=***'"], id="env-in-a-url"),
+    pytest.param(f"flows:\n  - name: a\n    {HTTP}\n    destinations:\n"
+                 "      - {name: b, type: http, url: 'h/${CANARY}', headers: {X: '${CANARY}'}}\n",
+                 ["5: flows[0].destinations[0].url: url must start with http:// or https://, "
+                  "got 'h/***'"], id="env-in-a-url-and-a-header"),
+    pytest.param("flows:\n  - name: a\n    source:\n      type: http\n      url: http://h/\n"
+                 "      headers: {Authorization_file: '${CANARY}'}\n",
+                 ["6: flows[0].source.headers.Authorization_file: cannot read secret file ***: "
+                  "No such file or directory"], id="env-as-a-header-file"),
+    pytest.param("timezone: ${CANARY}\n",
+                 ["1: timezone: unknown time zone '***' (expected an IANA name such as "
+                  "Europe/Copenhagen)"], id="env-in-the-time-zone"),
+    pytest.param(f"flows:\n  - name: ${{CANARY}}\n    {HTTP}\n  - name: ${{CANARY}}\n    {HTTP}\n",
+                 ["4: flows[1].name: duplicate flow name '***' (first at line 2)"],
+                 id="env-in-a-duplicate-name"),
+    pytest.param("store: {url: 'mysql://probe:${CANARY}@db/probe'}\n",
+                 ["1: store.url: unsupported store driver 'mysql': use "
+                  "sqlite+aiosqlite:///FILE or postgresql+psycopg://user@host/db"],
+                 id="env-in-the-store-url"),
+    pytest.param(f"flows:\n  - name: a\n    interval_file: secret.txt\n    {HTTP}\n",
+                 [f"3: flows[0].interval_file: invalid duration '***': {EXAMPLES}"],
+                 id="file-in-a-duration"),
+    pytest.param("flows:\n  - name: a\n    source: {type: mllp, host: h, port_file: secret.txt}\n",
+                 ["3: flows[0].source.port_file: Input should be a valid integer, unable to "
+                  "parse string as an integer"], id="file-in-a-port"),
+    pytest.param(f"flows:\n  - name: a\n    timeout_file: odd.txt\n    {HTTP}\n",
+                 [f"3: flows[0].timeout_file: invalid duration '***': {EXAMPLES}"],
+                 id="file-with-a-quote-and-a-backslash"),
+]  # fmt: skip
+
+
+@pytest.fixture
+def leaky(tmp_path: Path) -> dict[str, str]:
+    """The files and environment the cases in `LEAKS` read their canaries from."""
+    (tmp_path / "secret.txt").write_text(FILE_CANARY + "\n")
+    (tmp_path / "odd.txt").write_text(ODD_CANARY + "\n")
+    return {"CANARY": CANARY}
+
+
+@pytest.mark.parametrize(("text", "expected"), LEAKS)
+def test_a_config_error_masks_the_secret_and_keeps_the_location(
+    text: str, expected: list[str], tmp_path: Path, leaky: dict[str, str]
+) -> None:
+    path = tmp_path / "probe.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ=leaky)
+    assert [p.removeprefix(f"{path}:") for p in caught.value.problems] == expected
+
+
+@pytest.mark.parametrize("command", ["check-config", "run"])
+def test_no_config_error_prints_a_secret(
+    command: str, tmp_path: Path, leaky: dict[str, str]
+) -> None:
+    """Every case of `LEAKS` in one file, through the real command line."""
+    path = tmp_path / "probe.yaml"
+    path.write_text(
+        "timezone: ${CANARY}\n"
+        "store: {url: 'mysql://probe:${CANARY}@db/probe'}\n"
+        "server: {listen: '127.0.0.1:${CANARY}'}\n"
+        "flows:\n"
+        "  - name: ${CANARY}\n"
+        "    interval: ${CANARY}s\n"
+        "    source: {type: http, url: 'htp://h/?t=${CANARY}', headers: {X_file: '${CANARY}'}}\n"
+        "  - name: ${CANARY}\n"
+        "    interval_file: secret.txt\n"
+        "    source: {type: mllp, host: h, port: '${CANARY}'}\n"
+        "  - name: odd\n"
+        "    timeout_file: odd.txt\n"
+        f"    {HTTP}\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "probe", command, "-c", str(path)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False,
+        env={**leaky, "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert proc.returncode == 2
+    output = proc.stdout + proc.stderr
+    assert CANARY not in output
+    assert FILE_CANARY not in output
+    assert ODD_HEX not in output
+    assert "Traceback" not in output
+    use = "use sqlite+aiosqlite:///FILE or postgresql+psycopg://user@host/db"
+    assert [line.removeprefix(f"{path}:") for line in proc.stderr.splitlines()] == [
+        "1: timezone: unknown time zone '***' (expected an IANA name such as Europe/Copenhagen)",
+        f"2: store.url: unsupported store driver 'mysql': {use}",
+        "3: server.listen: invalid listen address '127.0.0.1:***': use HOST:PORT, e.g. "
+        "127.0.0.1:9464",
+        f"6: flows[0].interval: invalid duration '***s': {EXAMPLES}",
+        "7: flows[0].source.headers.X_file: cannot read secret file ***: No such file or directory",
+        "7: flows[0].source.url: url must start with http:// or https://, got 'htp://h/?t=***'",
+        "8: flows[1].name: duplicate flow name '***' (first at line 5)",
+        f"9: flows[1].interval_file: invalid duration '***': {EXAMPLES}",
+        "10: flows[1].source.port: Input should be a valid integer, unable to parse string as "
+        "an integer",
+        f"12: flows[2].timeout_file: invalid duration '***': {EXAMPLES}",
+    ]
