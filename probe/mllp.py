@@ -2,9 +2,10 @@
 
 `FrameReader` takes bytes as they come off the socket, in pieces of any size, and hands
 back whole frames. It never raises on bad input: bytes outside a frame are dropped and
-counted as junk, a frame that grows past ``max_size`` is dropped whole, and a start byte
-inside an unfinished frame begins a new frame (the old one is junk). A listener can
-therefore keep serving whatever a peer sends.
+counted as junk, a frame that grows past ``max_size`` is dropped whole (its first bytes
+are kept in ``oversized_head``, so a refusal can name its MSH-10), and a start byte inside
+an unfinished frame begins a new frame (the old one is junk). A listener can therefore keep
+serving whatever a peer sends, and never holds more than ``max_size`` plus one read.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from probe.errors import ConnectError, ProtocolError
 START = b"\x0b"
 END = b"\x1c\x0d"
 MAX_FRAME = 16 * 1024 * 1024
+_HEAD = 1024  # bytes of an oversized frame kept: its MSH segment, as a rule
 
 
 def frame(payload: bytes) -> bytes:
@@ -31,6 +33,7 @@ class FrameReader:
     max_size: int = MAX_FRAME
     junk: int = 0
     oversized: int = 0
+    oversized_head: bytes = b""  # the start of the last frame dropped for its size
     _buffer: bytearray = field(default_factory=bytearray)
     _in_frame: bool = False
     _dropping: bool = False  # inside a frame that grew too large: discard to its end
@@ -40,6 +43,11 @@ class FrameReader:
     def partial(self) -> bool:
         """True while a frame has started and not ended."""
         return self._in_frame
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held, waiting for the end of a frame."""
+        return len(self._buffer)
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add bytes; return the payloads of every frame they complete, in order."""
@@ -74,14 +82,12 @@ class FrameReader:
             self._scanned = len(buf)
             if len(buf) > self.max_size:
                 if not self._dropping:
-                    self.oversized += 1
-                    self.junk += 1  # its start byte
+                    self._too_large()
                 self._dropping = True
                 self._drop(len(buf) - 1)  # keep a last byte that may begin the END
             return False
         if end > self.max_size and not self._dropping:
-            self.oversized += 1
-            self.junk += 1  # its start byte
+            self._too_large()
             self._dropping = True
         if self._dropping:
             self._drop(end + len(END))
@@ -90,6 +96,11 @@ class FrameReader:
             del buf[: end + len(END)]
         self._in_frame = False
         return True
+
+    def _too_large(self) -> None:
+        self.oversized += 1
+        self.junk += 1  # its start byte
+        self.oversized_head = bytes(self._buffer[:_HEAD])
 
     def _drop(self, count: int) -> None:
         self.junk += count

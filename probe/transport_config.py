@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from jsonpath_ng.ext.parser import parse as parse_jsonpath
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from probe.durations import Duration
+from probe.durations import Duration, Interval
 from probe.hl7v2 import DEFAULT_ID_FIELD, TEMPLATES, parse_field_name
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
@@ -55,7 +55,7 @@ class HttpSource(Model):
     url: str
     headers: dict[str, str] = {}
     body: str | None = None
-    expect_status: list[int] | None = None  # None: any 2xx
+    expect_status: list[Annotated[int, Field(ge=100, le=599)]] | None = None  # None: any 2xx
     tls: TLS = TLS()
 
     @field_validator("url")
@@ -113,7 +113,7 @@ class HttpDestination(Model):
     name: str = Field(pattern=NAME_PATTERN)
     type: Literal["http"]
     url: str
-    poll: Duration | None = None
+    poll: Interval | None = None
     match: Match = Match(regex="${probe_id}")
     time_field: str | None = None  # JSONPath to the destination's own arrival time
     headers: dict[str, str] = {}
@@ -149,6 +149,8 @@ def check_listen(listen: str) -> str:
     """``HOST:PORT``; ``[::1]:2576`` for IPv6."""
     if not LISTEN_PATTERN.fullmatch(listen):
         raise ValueError(f"invalid listen address {listen!r}: use HOST:PORT, e.g. 127.0.0.1:9464")
+    if int(listen.rpartition(":")[2]) > 65535:  # 0 is fine: any free port
+        raise ValueError(f"invalid listen address {listen!r}: the port must be at most 65535")
     return listen
 
 
@@ -294,8 +296,19 @@ class MllpSource(Model):
         return DEFAULT_ID_FIELD.get(self.message or "adt_a08", "MSH-10")
 
 
+# An MLLP listener's limits, so that no peer can take all descriptors or memory: an engine
+# keeps one to a few connections, and a probe message is a few hundred bytes.
+MLLP_MAX_CONNECTIONS = 64
+MLLP_IDLE_TIMEOUT = 300.0
+MLLP_MAX_FRAME = 1024 * 1024
+
+
 class MllpDestination(Model):
-    """A listener the engine forwards to. Every message is ACKed; ACKs are never ACKed."""
+    """A listener the engine forwards to. Every message is ACKed; ACKs are never ACKed.
+
+    ``max_connections: 64, idle_timeout: 5m, max_frame: 1048576`` (the defaults): more
+    connections are closed at once, a silent one is closed, a larger frame is refused.
+    """
 
     name: str = Field(pattern=NAME_PATTERN)
     type: Literal["mllp"]
@@ -306,6 +319,9 @@ class MllpDestination(Model):
     compare: list[str] | None = None  # fields checked for corruption; default: what was sent
     tls: MllpServerTLS = MllpServerTLS()
     slo: SLO = SLO()
+    max_connections: int = Field(default=MLLP_MAX_CONNECTIONS, ge=1, le=100_000)
+    idle_timeout: Duration = MLLP_IDLE_TIMEOUT  # a connection silent this long is closed
+    max_frame: int = Field(default=MLLP_MAX_FRAME, ge=1024, le=256 * 1024 * 1024)  # bytes
 
     @field_validator("listen")
     @classmethod
@@ -372,7 +388,7 @@ class SqlDestination(Model):
     type: Literal["sql"]
     url: str
     query: str
-    poll: Duration | None = None
+    poll: Interval | None = None
     time_column: str | None = None  # the destination's own arrival time
     slo: SLO = SLO()
 

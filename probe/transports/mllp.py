@@ -268,7 +268,7 @@ class MllpObserver:
         self.config = config
 
         def make() -> MllpListener:
-            return MllpListener(config.listen, encoding=config.encoding, tls=config.tls)
+            return MllpListener.from_config(config)
 
         self.listener = resources.shared(("mllp", config.listen), make)
         if (self.listener.encoding, self.listener.tls) != (config.encoding, config.tls):
