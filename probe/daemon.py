@@ -114,6 +114,7 @@ class Daemon:
             spool=spool or default_spool_dir(cfg.store.url),
             node=self.node,
             offline_start=True,
+            local_claims=cfg.store.local_claims,
         )
         self.began = utcnow()  # probes claimed from here on are this run's own
         self.store.on_write_error = self.metrics.daemon(self.metrics.store_write_errors).inc

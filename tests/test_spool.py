@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from probe.errors import StoreError
 from probe.model import Outcome, Result, Sighting, new_probe_id
 from probe.store import ProbeRow, SentRow, Store, create_engine, open_store
 from probe.store.spool import Spool, UnknownVersion, decode, encode, read
@@ -270,3 +271,21 @@ async def test_a_slot_a_peer_claimed_during_the_outage_is_not_doubled(
     # The peer's result stands for that slot; our dropped probe left no result behind.
     assert Counter(r.outcome for r in done) == {"lost": 2, "delivered": 1}
     assert {r.probe_id for r in done} == set(stored)
+
+
+async def test_without_local_claims_a_slot_is_refused_while_the_database_is_away(
+    tmp_path: Path,
+) -> None:
+    """`store.local_claims: false` (daemons sharing a store): no slot is claimed without
+    the database, so none is probed twice; the runner skips it with reason ``store``."""
+    dead = f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/none"
+    store = Store(create_engine(dead), flush_interval=3600, batch_size=10_000,
+                  spool=Spool(tmp_path / "spool", node="a"), node="a",
+                  local_claims=False)  # fmt: skip
+    store.start()
+    for second in range(3):
+        with pytest.raises(StoreError, match="cannot claim slot"):
+            await store.claim(_claim("gs-adt", T0 + timedelta(seconds=second)))
+    assert store.offline
+    assert store.offline_claims == 0
+    await _crash(store)

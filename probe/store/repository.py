@@ -81,6 +81,7 @@ class Store:
         batch_size: int,
         spool: Spool | None = None,
         claim_timeout: float = 3.0,
+        local_claims: bool = True,
         write_timeout: float = 30.0,
         node: str | None = None,
     ) -> None:
@@ -90,6 +91,9 @@ class Store:
         self.batch_size = batch_size
         self.spool = spool
         self.claim_timeout = claim_timeout
+        # False (several daemons share the store): a slot is never claimed while the
+        # database is away, so no slot is probed twice; it is skipped, and counted.
+        self.local_claims = local_claims
         self.write_timeout = write_timeout
         self.on_write_error: Callable[[], None] = lambda: None
         self.on_spool_error: Callable[[], None] = lambda: None
@@ -329,7 +333,8 @@ class Store:
                         future.set_exception(error)
 
     async def _claim_batch(self, batch: list[tuple[ProbeRow, asyncio.Future[bool]]]) -> None:
-        if self.offline and self.spool is not None:
+        local = self.spool is not None and self.local_claims
+        if self.offline and local:
             self._claim_locally(batch)
             return
         try:
@@ -337,8 +342,9 @@ class Store:
                 won = await self._insert_claims([row for row, _ in batch])
         except (*UNREACHABLE, SQLAlchemyError) as exc:
             self.on_write_error()
-            if self.spool is not None and isinstance(exc, UNREACHABLE):
+            if isinstance(exc, UNREACHABLE):
                 self._went_offline(exc)
+            if local and isinstance(exc, UNREACHABLE):
                 self._claim_locally(batch)
                 return
             error = StoreError(f"cannot claim slot: {type(exc).__name__}: {exc}")
@@ -666,6 +672,7 @@ async def open_store(
     spool: Path | None = None,
     node: str = "",
     offline_start: bool = False,
+    local_claims: bool = True,
 ) -> Store:
     """Connect, bring SQLite up to date (PostgreSQL must be upgraded with `probe db upgrade`).
 
@@ -688,7 +695,7 @@ async def open_store(
     except (SQLAlchemyError, OSError) as exc:
         pg = engine.dialect.name == "postgresql"
         restart = spool is not None and pg and await asyncio.to_thread(os.path.isdir, spool)
-        if offline_start and restart and isinstance(exc, UNREACHABLE):
+        if offline_start and local_claims and restart and isinstance(exc, UNREACHABLE):
             assert spool is not None
             log.error("store_offline_at_start", store=safe_url(url), error=type(exc).__name__)
             store = Store(
@@ -697,6 +704,7 @@ async def open_store(
                 batch_size=batch_size,
                 spool=Spool(spool, node=node),
                 node=node or None,
+                local_claims=local_claims,
             )
             store.offline = store.schema_unchecked = True
             return store
@@ -714,6 +722,7 @@ async def open_store(
         batch_size=batch_size,
         spool=Spool(spool, node=node) if spool is not None else None,
         node=node or None,
+        local_claims=local_claims,
     )
 
 
