@@ -16,11 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from alembic import command
+from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
+from structlog.testing import capture_logs
 
+from probe.configfile import load_config
+from probe.daemon import Daemon, wait_started
 from probe.sim import read_truth
 from probe.store import create_engine
-from probe.store.migrate import upgrade
+from probe.store.migrate import alembic_config, upgrade
 from tests.helpers import (
     TcpProxy,
     child_process,
@@ -135,3 +140,47 @@ async def test_a_restart_while_the_database_is_down_probes_and_loses_nothing(
     events = [e["event"] for e in log_events(run2_log)]
     assert "probe_crashed" not in events
     assert "spool_replayed" in events  # the killed run's spool went in once it could
+
+
+async def test_a_wrong_schema_found_after_an_offline_start_stops_the_daemon(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Started offline, the daemon checks the schema once the database answers. A store
+    still at an older revision cannot be written: the write loop fails, is restarted with
+    backoff and counted, then given up; the daemon says why and exits 1."""
+    engine = create_engine(postgres_url)
+
+    def old_schema(connection: Connection) -> None:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "0004")
+
+    async with engine.begin() as conn:
+        await conn.run_sync(old_schema)
+    await engine.dispose()
+    target = make_url(postgres_url)
+    proxy = TcpProxy((target.host or "127.0.0.1", target.port or 5432))
+    await proxy.start()
+    proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+    (tmp_path / "spool").mkdir()  # it ran here before: a restart
+    await proxy.cut()
+    try:
+        async with simulator({"destinations": {"labka": {}}}) as sim:
+            config = _config(tmp_path, proxied, sim, closed_port())
+            path = tmp_path / "probe.yaml"
+            path.write_text(yaml.safe_dump(config))
+            daemon = Daemon(load_config(path), handle_signals=False, node="a")
+            with capture_logs() as logs:
+                run = asyncio.create_task(daemon.run())
+                await wait_started(daemon, run)
+                await proxy.start()  # the database answers, at the old schema
+                code = await asyncio.wait_for(run, timeout=90)
+    finally:
+        await proxy.close()
+    assert code == 1
+    gave_up = [e for e in logs if e["event"] == "task_gave_up"]
+    assert gave_up, [e["event"] for e in logs][-20:]
+    assert "this version needs 0005" in gave_up[0]["error"]
+    failed = [e for e in logs if e["event"] == "task_failed"]
+    assert len(failed) >= 5
+    assert daemon.supervisor.failed
