@@ -23,7 +23,6 @@ from collections import Counter
 from pathlib import Path
 
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 from structlog.testing import capture_logs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -31,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from probe.store import create_engine, open_store, repository
 from probe.store.migrate import upgrade
 from probe.store.tables import probes, results
-from tests.helpers import TcpProxy
+from tests.helpers import proxied_postgres
 from tests.test_spool_full import _rows
 
 PROBES = 20_000
@@ -49,10 +48,7 @@ async def full_disk(url: str, mount: Path) -> None:
         await conn.execute(results.delete())
         await conn.execute(probes.delete())
     await engine.dispose()
-    target = make_url(url)
-    proxy = TcpProxy((target.host or "127.0.0.1", target.port or 5432))
-    await proxy.start()
-    proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+    proxy, proxied = await proxied_postgres(url, migrate=False)
     repository.MEMORY_LIMIT = MEMORY
     rss_before = _rss_mb()
     with capture_logs() as logs:

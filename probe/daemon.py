@@ -84,10 +84,8 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
         self._fatal: str | None = None  # a background task that could not recover
         self.began = utcnow()
-        static = tuple(self.metrics.static.values())
         self.supervisor = Supervisor(
-            on_failure=lambda name: self.metrics.task_failures.labels(*static, name).inc(),
-            on_fatal=self._task_gave_up,
+            on_failure=self.metrics.task_failed, on_fatal=self._task_gave_up
         )
         self._reloads: set[asyncio.Task[None]] = set()
         redactor.update(loaded.secrets)
@@ -119,8 +117,7 @@ class Daemon:
         self.began = utcnow()  # probes claimed from here on are this run's own
         self.store.on_write_error = self.metrics.daemon(self.metrics.store_write_errors).inc
         self.store.on_spool_error = self.metrics.daemon(self.metrics.spool_errors).inc
-        static = tuple(self.metrics.static.values())
-        self.store.on_drop = lambda reason: self.metrics.dropped.labels(*static, reason).inc()
+        self.store.on_drop = self.metrics.drop
         self.store.start(spawn=self.supervisor.spawn)
         # What a killed predecessor spooled goes in before its probes are resumed; with the
         # database away, both wait for it while this run probes (`_recover_later`).

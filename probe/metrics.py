@@ -132,6 +132,14 @@ class Metrics:
     def skip(self, flow: str, reason: str) -> None:
         self.skipped.labels(flow, *self.static.values(), reason).inc()
 
+    def drop(self, reason: str) -> None:
+        """A store item neither the spool nor memory could keep (`probe_results_dropped`)."""
+        self.dropped.labels(*self.static.values(), reason).inc()
+
+    def task_failed(self, task: str) -> None:
+        """A background task failed and is restarted (`probe_task_failures`)."""
+        self.task_failures.labels(*self.static.values(), task).inc()
+
     def flow_gauge(self, gauge: Gauge, flow: str) -> Gauge:
         return gauge.labels(flow, *self.static.values())
 

@@ -16,11 +16,13 @@ from typing import Any
 import httpx
 import yaml
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
 from probe.configfile import LoadedConfig, load_config
 from probe.daemon import Daemon, wait_started
 from probe.sim import Simulator, parse_sim_config
 from probe.store import create_engine
+from probe.store.migrate import upgrade
 from probe.store.tables import probes, results
 
 
@@ -237,3 +239,17 @@ class TcpProxy:
                 await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
+
+
+async def proxied_postgres(url: str, *, migrate: bool = True) -> tuple[TcpProxy, str]:
+    """A started `TcpProxy` to the PostgreSQL database at ``url`` (migrated first, unless
+    ``migrate`` is False), and the URL that reaches it through the proxy."""
+    if migrate:
+        engine = create_engine(url)
+        await upgrade(engine)
+        await engine.dispose()
+    target = make_url(url)
+    proxy = TcpProxy((target.host or "127.0.0.1", target.port or 5432))
+    await proxy.start()
+    proxied = target.set(host="127.0.0.1", port=proxy.port)
+    return proxy, proxied.render_as_string(hide_password=False)

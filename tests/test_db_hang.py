@@ -13,11 +13,8 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
-from sqlalchemy.engine import make_url
 
-from probe.store import create_engine
-from probe.store.migrate import upgrade
-from tests.helpers import TcpProxy, fetch_rows, running, simulator, wait_for, write_config
+from tests.helpers import fetch_rows, proxied_postgres, running, simulator, wait_for, write_config
 
 HANG_S = 8.0
 
@@ -25,13 +22,7 @@ HANG_S = 8.0
 async def test_a_hanging_database_makes_no_false_send_errors(
     postgres_url: str, tmp_path: Path
 ) -> None:
-    engine = create_engine(postgres_url)
-    await upgrade(engine)
-    await engine.dispose()
-    target = make_url(postgres_url)
-    proxy = TcpProxy((target.host or "127.0.0.1", target.port or 5432))
-    await proxy.start()
-    proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+    proxy, proxied = await proxied_postgres(postgres_url)
     async with simulator({}) as sim:
         config = {
             "store": {"url": proxied, "flush_interval": "50ms"},

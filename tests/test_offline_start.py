@@ -18,22 +18,21 @@ from typing import Any
 import yaml
 from alembic import command
 from sqlalchemy import Connection
-from sqlalchemy.engine import make_url
 from structlog.testing import capture_logs
 
 from probe.configfile import load_config
 from probe.daemon import Daemon, wait_started
 from probe.sim import read_truth
 from probe.store import create_engine
-from probe.store.migrate import alembic_config, upgrade
+from probe.store.migrate import alembic_config
 from tests.helpers import (
-    TcpProxy,
     child_process,
     closed_port,
     fetch_rows,
     kill_process,
     log_events,
     probe_argv,
+    proxied_postgres,
     simulator,
     stop_process,
     wait_for_event,
@@ -77,13 +76,7 @@ def _config(tmp_path: Path, url: str, sim: Any, server: int) -> dict[str, Any]:
 async def test_a_restart_while_the_database_is_down_probes_and_loses_nothing(
     postgres_url: str, tmp_path: Path
 ) -> None:
-    engine = create_engine(postgres_url)
-    await upgrade(engine)
-    await engine.dispose()
-    target = make_url(postgres_url)
-    proxy = TcpProxy((target.host or "127.0.0.1", target.port or 5432))
-    await proxy.start()
-    proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+    proxy, proxied = await proxied_postgres(postgres_url)
     server = closed_port()
     truth_file = tmp_path / "truth.jsonl"
     run1_log, run2_log = tmp_path / "run1.log", tmp_path / "run2.log"
@@ -158,10 +151,7 @@ async def test_a_wrong_schema_found_after_an_offline_start_stops_the_daemon(
     async with engine.begin() as conn:
         await conn.run_sync(old_schema)
     await engine.dispose()
-    target = make_url(postgres_url)
-    proxy = TcpProxy((target.host or "127.0.0.1", target.port or 5432))
-    await proxy.start()
-    proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+    proxy, proxied = await proxied_postgres(postgres_url, migrate=False)
     (tmp_path / "spool").mkdir()  # it ran here before: a restart
     await proxy.cut()
     try:

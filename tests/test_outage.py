@@ -19,15 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy.engine import make_url
 
 from probe.sim import read_truth
-from probe.store import create_engine
-from probe.store.migrate import upgrade
 from tests.helpers import (
-    TcpProxy,
     closed_port,
     fetch_rows,
+    proxied_postgres,
     running,
     simulator,
     wait_for,
@@ -88,13 +85,7 @@ def _metric(text: str, name: str) -> float:
 
 
 async def test_outage_loses_and_doubles_nothing(postgres_url: str, tmp_path: Path) -> None:
-    engine = create_engine(postgres_url)
-    await upgrade(engine)
-    await engine.dispose()
-    target = make_url(postgres_url)
-    proxy = TcpProxy((target.host or "127.0.0.1", target.port or 5432))
-    await proxy.start()
-    proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    proxy, proxied = await proxied_postgres(postgres_url)
     labka_port = closed_port()
     backlog_seen = 0.0
     try:

@@ -20,13 +20,11 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 
 from probe.model import Outcome, Result
 from probe.store import ProbeRow, SentRow, create_engine, open_store, repository
-from probe.store.migrate import upgrade
 from probe.store.tables import probes, results
-from tests.helpers import TcpProxy, fetch_rows, running, simulator, wait_for, write_config
+from tests.helpers import fetch_rows, proxied_postgres, running, simulator, wait_for, write_config
 
 PROBES = 1500
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
@@ -64,16 +62,25 @@ def _rows(i: int) -> tuple[ProbeRow, SentRow, Result]:
     return claim, sent, result
 
 
+async def _stored(url: str) -> tuple[int, int, int]:
+    """(probes, probes with their send receipt, results) in the store."""
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            stored = await conn.scalar(select(func.count()).select_from(probes))
+            sent = await conn.scalar(
+                select(func.count()).select_from(probes).where(probes.c.sent_at.is_not(None))
+            )
+            done = await conn.scalar(select(func.count()).select_from(results))
+    finally:
+        await engine.dispose()
+    return stored or 0, sent or 0, done or 0
+
+
 async def test_a_full_spool_disk_keeps_probing_and_loses_nothing(
     postgres_url: str, small_disk: Path
 ) -> None:
-    engine = create_engine(postgres_url)
-    await upgrade(engine)
-    await engine.dispose()
-    target = make_url(postgres_url)
-    proxy = TcpProxy((target.host or "127.0.0.1", target.port or 5432))
-    await proxy.start()
-    proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+    proxy, proxied = await proxied_postgres(postgres_url)
     spool = small_disk / "spool"
     store = await open_store(proxied, flush_interval=0.05, spool=spool, node="a")
     store.start()
@@ -96,16 +103,7 @@ async def test_a_full_spool_disk_keeps_probing_and_loses_nothing(
     finally:
         await store.close()
         await proxy.close()
-    engine = create_engine(postgres_url)
-    try:
-        async with engine.connect() as conn:
-            stored = await conn.scalar(select(func.count()).select_from(probes))
-            sent_rows = await conn.scalar(
-                select(func.count()).select_from(probes).where(probes.c.sent_at.is_not(None))
-            )
-            done = await conn.scalar(select(func.count()).select_from(results))
-    finally:
-        await engine.dispose()
+    stored, sent_rows, done = await _stored(postgres_url)
     assert (stored, sent_rows, done) == (PROBES, PROBES, PROBES)
     for path in spool.glob("spool-*.jsonl"):  # what is left: whole records only
         data = path.read_bytes()
@@ -133,13 +131,7 @@ async def test_the_daemon_probes_through_a_full_disk_and_an_outage(
 ) -> None:
     """40 probes/s; the database goes away and the spool's disk fills up. No slot is
     skipped, /readyz stays ready, and every probe ends up stored with its result."""
-    engine = create_engine(postgres_url)
-    await upgrade(engine)
-    await engine.dispose()
-    target = make_url(postgres_url)
-    proxy = TcpProxy((target.host or "127.0.0.1", target.port or 5432))
-    await proxy.start()
-    proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+    proxy, proxied = await proxied_postgres(postgres_url)
     async with simulator({}) as sim:
         config = {
             "store": {"url": proxied, "flush_interval": "50ms",
@@ -213,13 +205,7 @@ async def test_past_the_memory_bound_items_are_dropped_and_counted_never_claims(
     """Disk full and memory full: the oldest non-claim items go, each counted; no claim is
     ever dropped, and nothing is lost without being counted."""
     monkeypatch.setattr(repository, "MEMORY_LIMIT", 500)
-    engine = create_engine(postgres_url)
-    await upgrade(engine)
-    await engine.dispose()
-    target = make_url(postgres_url)
-    proxy = TcpProxy((target.host or "127.0.0.1", target.port or 5432))
-    await proxy.start()
-    proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+    proxy, proxied = await proxied_postgres(postgres_url)
     store = await open_store(proxied, flush_interval=0.05, spool=small_disk / "spool", node="a")
     drops: list[str] = []
     store.on_drop = drops.append
@@ -240,17 +226,8 @@ async def test_past_the_memory_bound_items_are_dropped_and_counted_never_claims(
     finally:
         await store.close()
         await proxy.close()
-    engine = create_engine(postgres_url)
-    try:
-        async with engine.connect() as conn:
-            stored = await conn.scalar(select(func.count()).select_from(probes))
-            sent_rows = await conn.scalar(
-                select(func.count()).select_from(probes).where(probes.c.sent_at.is_not(None))
-            )
-            done = await conn.scalar(select(func.count()).select_from(results))
-    finally:
-        await engine.dispose()
+    stored, sent_rows, done = await _stored(postgres_url)
     assert stored == PROBES  # every claim
     assert store.dropped == len(drops) > 0
     assert set(drops) == {"memory_full"}
-    assert (sent_rows or 0) + (done or 0) + store.dropped == 2 * PROBES
+    assert sent_rows + done + store.dropped == 2 * PROBES

@@ -230,15 +230,7 @@ class Store:
         try:
             spooled = self.spool.append(item)
         except OSError as exc:
-            self.spool_errors += 1
-            self.on_spool_error()
-            if not self._spool_failing:
-                self._spool_failing = True
-                log.error(
-                    "spool_write_failed",
-                    error=f"{type(exc).__name__}: {exc}",
-                    note="items are kept in memory until the disk takes them again",
-                )
+            self._spool_failed(exc)
             return None
         if self._spool_failing:
             self._spool_failing = False
@@ -408,11 +400,19 @@ class Store:
         try:
             await asyncio.to_thread(self.spool.sync)
         except OSError as exc:
-            self.spool_errors += 1
-            self.on_spool_error()
-            if not self._spool_failing:
-                self._spool_failing = True
-                log.error("spool_write_failed", error=f"{type(exc).__name__}: {exc}")
+            self._spool_failed(exc)
+
+    def _spool_failed(self, exc: OSError) -> None:
+        """Count a refused append or fsync; log the first of an episode."""
+        self.spool_errors += 1
+        self.on_spool_error()
+        if not self._spool_failing:
+            self._spool_failing = True
+            log.error(
+                "spool_write_failed",
+                error=f"{type(exc).__name__}: {exc}",
+                note="items are kept in memory until the disk takes them again",
+            )
 
     def _maybe_rotate(self) -> None:
         spool = self.spool
