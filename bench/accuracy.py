@@ -29,8 +29,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from probe import logs
-from probe.configfile import load_config
-from probe.daemon import Daemon, wait_started
+from probe.config.loader import load_config
+from probe.engine.daemon import Daemon, wait_started
 from probe.sim import Simulator, parse_sim_config, read_truth
 from tests.helpers import fetch_rows
 

@@ -44,11 +44,11 @@ def _report(step: str, t0: float, before: float) -> tuple[float, float]:
 
 async def main(flows: int) -> None:
     t, rss = time.perf_counter(), rss_mb(__import__("os").getpid())
-    from probe.config import resolve_flows
-    from probe.configfile import load_config
-    from probe.metrics import Metrics
-    from probe.runner import Runner
-    from probe.schedule import Scheduler
+    from probe.config.loader import load_config
+    from probe.config.models import resolve_flows
+    from probe.engine.runner import Runner
+    from probe.engine.schedule import Scheduler
+    from probe.metrics.registry import Metrics
     from probe.store import open_store
     from probe.transports import Resources
 

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from probe.config import Config, resolve_flows
-from probe.metrics import Metrics
+from probe.config.models import Config, resolve_flows
+from probe.metrics.registry import Metrics
 from probe.model import Outcome, Result
 
 

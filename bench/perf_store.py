@@ -48,7 +48,7 @@ def _results(n: int) -> list[Result]:
     slots = (n + per_slot - 1) // per_slot
     for i in range(n):
         # Oldest first, as a daemon resolves them (the derivation reads slot order, and a
-        # result behind its pair's watermark rewinds the pair: see probe/store/derive.py).
+        # result behind its pair's watermark rewinds the pair: see probe/store/incidents.py).
         slot = now - timedelta(minutes=slots - i // per_slot)
         k = i % per_slot
         outcome = Outcome.DELIVERED if rng.random() < 0.99 else rng.choice(bad)

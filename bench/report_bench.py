@@ -79,7 +79,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from probe.config import Config
+from probe.config.models import Config
 from probe.report import stats
 from probe.report.stats import Month, Totals, build_report
 from probe.store import rollup

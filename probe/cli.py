@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from probe import __version__, logs
-from probe.config import FlowSpec, resolve_flows
-from probe.configfile import LoadedConfig, load_config
+from probe.config.loader import LoadedConfig, load_config
+from probe.config.models import FlowSpec, resolve_flows
 from probe.durations import format_duration
 from probe.errors import ConfigError, StartupError, StoreError
 
@@ -155,7 +155,7 @@ def describe_flow(flow: FlowSpec) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from probe.daemon import Daemon
+    from probe.engine.daemon import Daemon
 
     loaded = _load(args)
     code: int = asyncio.run(Daemon(loaded, node=args.node or None).run())
@@ -163,7 +163,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_once(args: argparse.Namespace) -> int:
-    from probe.once import run_once
+    from probe.engine.once import run_once
 
     loaded = _load(args)
     code: int = asyncio.run(run_once(loaded, only=args.flow, store=args.store))
@@ -171,7 +171,7 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from probe.demo import run_demo
+    from probe.engine.demo import run_demo
 
     return asyncio.run(run_demo(duration=args.duration, workdir=Path.cwd()))
 
@@ -214,7 +214,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_db_prune(args: argparse.Namespace) -> int:
-    from probe.store.maintenance import prune_url
+    from probe.store.housekeeping import prune_url
 
     loaded = _load(args)
     deleted = asyncio.run(prune_url(loaded.config.store.url, loaded.config.store.retention.raw))
@@ -223,7 +223,7 @@ def cmd_db_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_db_rollup(args: argparse.Namespace) -> int:
-    from probe.store.maintenance import rebuild_rollups
+    from probe.store.housekeeping import rebuild_rollups
 
     loaded = _load(args)
     intervals = {f.name: f.interval for f in resolve_flows(loaded.config) if f.interval}

@@ -18,8 +18,8 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from probe.configfile import LoadedConfig, load_config
-from probe.daemon import Daemon, wait_started
+from probe.config.loader import LoadedConfig, load_config
+from probe.engine.daemon import Daemon, wait_started
 from probe.sim import Simulator, parse_sim_config
 from probe.store import create_engine
 from probe.store.migrate import upgrade

@@ -15,15 +15,15 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
-from probe.api import Api, ApiContext
-from probe.config import Config, resolve_flows
-from probe.daemon import Daemon
-from probe.maintenance import Calendar
+from probe.config.models import Config, resolve_flows
+from probe.config.windows import Calendar
+from probe.engine.daemon import Daemon
 from probe.model import Outcome, Result, new_probe_id
-from probe.server import make_app
-from probe.status import Recent, State, classify, snapshot
 from probe.store import create_engine, open_store
 from probe.store.tables import results
+from probe.web.api import Api, ApiContext
+from probe.web.server import make_app
+from probe.web.status import Recent, State, classify, snapshot
 from tests.helpers import fetch_rows, running, simulator, wait_for, write_config
 
 # The tests that share the module's daemon run in the module's event loop.

@@ -14,8 +14,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from probe.config import resolve_flows
-from probe.configfile import MAX_DEPTH, load_config
+from probe.config.loader import MAX_DEPTH, load_config
+from probe.config.models import resolve_flows
 from probe.durations import format_duration, parse_duration
 from probe.errors import ConfigError
 
@@ -276,7 +276,7 @@ def _big_config(flows: int) -> str:
 
 
 def test_a_big_config_loads_with_lines_and_its_errors_are_located(tmp_path: Path) -> None:
-    from probe.configfile import C_LOADER_FROM
+    from probe.config.loader import C_LOADER_FROM
 
     text = _big_config(1500)
     assert len(text) > C_LOADER_FROM
@@ -303,7 +303,7 @@ def test_a_big_config_loads_with_lines_and_its_errors_are_located(tmp_path: Path
 
 def _padded(source: Path, into: Path) -> Path:
     """``source`` copied past `C_LOADER_FROM` by a comment at its end: same data, same lines."""
-    from probe.configfile import C_LOADER_FROM
+    from probe.config.loader import C_LOADER_FROM
 
     padded = into / source.name
     padded.write_text(source.read_text() + "# " + "x" * C_LOADER_FROM + "\n")
@@ -324,7 +324,7 @@ def test_a_big_broken_config_has_the_same_messages(
 
 @pytest.mark.parametrize("name", ["valid-full.yaml", "design-example.yaml"])
 def test_a_big_valid_config_gives_the_same_flows_both_ways(name: str, tmp_path: Path) -> None:
-    from probe.configfile import _parse_plain
+    from probe.config.loader import _parse_plain
 
     (tmp_path / "api-key.txt").write_text((DATA / "api-key.txt").read_text())
     padded = _padded(DATA / name, tmp_path)
@@ -337,7 +337,7 @@ def test_a_big_valid_config_gives_the_same_flows_both_ways(name: str, tmp_path: 
 
 
 def test_a_big_config_with_aliases_takes_the_slow_way_to_the_same_flows(tmp_path: Path) -> None:
-    from probe.configfile import _parse_plain
+    from probe.config.loader import _parse_plain
 
     plain = _big_config(1500)
     source = "source: {type: http, url: 'http://127.0.0.1:1/health'}"
@@ -383,7 +383,7 @@ YAML_VALUES = st.recursive(
 def test_the_fast_way_builds_what_the_node_tree_builds(
     document: dict[Any, Any], flow_style: bool, scalar_style: str | None
 ) -> None:
-    from probe.configfile import _parse_plain
+    from probe.config.loader import _parse_plain
 
     text = yaml.safe_dump(document, default_flow_style=flow_style, default_style=scalar_style)
     fast = _parse_plain(text)
@@ -416,7 +416,7 @@ def test_the_fast_way_builds_what_the_node_tree_builds(
 def test_the_fast_way_builds_the_same_data_or_leaves_it_to_the_node_tree(
     text: str, fast: bool
 ) -> None:
-    from probe.configfile import _parse_plain
+    from probe.config.loader import _parse_plain
 
     data = _parse_plain(text)
     assert (data is not None) == fast

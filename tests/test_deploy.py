@@ -29,10 +29,10 @@ from typing import Any
 import pytest
 import yaml
 
-from probe.config import Config
-from probe.configfile import load_config
+from probe.config.loader import load_config
+from probe.config.models import Config
 from probe.sim.config import MllpDestinationConfig, SqlDestinationConfig, load_sim_config
-from probe.transport_config import HttpSource, MllpDestination, MllpSource, SqlDestination
+from probe.transports.specs import HttpSource, MllpDestination, MllpSource, SqlDestination
 from tests.helpers import closed_port
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
-from probe.configfile import LoadedConfig
+from probe.config.loader import LoadedConfig
 from probe.model import Outcome, Result
 from probe.report.stats import build_report
 from probe.store import ProbeRow, create_engine, open_store, rollup
@@ -121,7 +121,7 @@ def reference(case: Case) -> list[tuple[Any, ...]]:
     """Runs of bad slots, sorted, cut at gaps and faults, up to the first pending probe.
 
     Written from the definitions alone (README "Monthly report"), sharing no code with
-    `probe.store.derive`."""
+    `probe.store.incidents`."""
     found = []
     for d, dest in enumerate(case.dests):
         current: list[Any] | None = None

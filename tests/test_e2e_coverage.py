@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from probe.daemon import Daemon, wait_started
+from probe.engine.daemon import Daemon, wait_started
 from probe.report.stats import Month, build_report
 from probe.store import create_engine
 from probe.store.tables import incidents

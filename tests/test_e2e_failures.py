@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from probe.daemon import Daemon
+from probe.engine.daemon import Daemon
 from tests.helpers import closed_port, fetch_rows, running, simulator, wait_for, write_config
 
 LONG = {"start": 0, "duration": "1h"}

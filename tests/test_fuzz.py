@@ -25,18 +25,18 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from probe import hl7v2
 from probe.cli import describe_flow
-from probe.config import resolve_flows
-from probe.configfile import MAX_DEPTH, load_config
+from probe.config.loader import MAX_DEPTH, load_config
+from probe.config.models import resolve_flows
 from probe.errors import ConfigError, ProtocolError, TransportError
-from probe.mllp import END, START, FrameReader, frame
 from probe.model import ProbeMessage, Sighting, new_probe_id
-from probe.transport_config import HttpDestination, MllpSource
 from probe.transports import Resources
 from probe.transports.http import HttpPollObserver
-from probe.transports.mllp import Template
-from probe.transports.mllp_listener import PROBE_ID, MllpListener, close_writer
+from probe.transports.mllp import hl7v2
+from probe.transports.mllp.framing import END, START, FrameReader, frame
+from probe.transports.mllp.listener import PROBE_ID, MllpListener, close_writer
+from probe.transports.mllp.transport import Template
+from probe.transports.specs import HttpDestination, MllpSource
 
 DEMO = Path(__file__).parent.parent / "config" / "demo.yaml"
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)

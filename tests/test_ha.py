@@ -31,7 +31,7 @@ What is asserted (invariant 3, and the HA requirements of issue 6):
   adoption is really exercised). Every probe, the survivor's and the dead node's, ends with a
   result for its destination, and every result is `delivered` (the simulator loses
   nothing). The dead node's unresolved probes can only be resolved by the survivor adopting
-  them once overdue (`probe.daemon.ADOPT_AFTER` past their deadline).
+  them once overdue (`probe.engine.daemon.ADOPT_AFTER` past their deadline).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from typing import Any
 
 import yaml
 
-from probe.daemon import ADOPT_AFTER, ADOPT_EVERY
+from probe.engine.daemon import ADOPT_AFTER, ADOPT_EVERY
 from tests.helpers import (
     child_process,
     closed_port,

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from probe.config import MaintenanceWindow
-from probe.maintenance import Calendar, is_active, merged, occurrences
+from probe.config.models import MaintenanceWindow
+from probe.config.windows import Calendar, is_active, merged, occurrences
 
 CPH = ZoneInfo("Europe/Copenhagen")
 

@@ -1,4 +1,4 @@
-"""The per-destination series (`probe.pair_series`) against prometheus_client itself.
+"""The per-destination series (`probe.metrics.pair_series`) against prometheus_client itself.
 
 The daemon renders these series from its own compact state. Each test checks a property
 against an independent implementation: prometheus_client's own `Histogram`, its own
@@ -17,8 +17,8 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from probe.config import Config, FlowSpec, resolve_flows
-from probe.metrics import LATENCY_BUCKETS, Metrics
+from probe.config.models import Config, FlowSpec, resolve_flows
+from probe.metrics.registry import LATENCY_BUCKETS, Metrics
 from probe.model import Outcome, Result
 
 SLOT = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from probe import hl7v2
 from probe.errors import ProtocolError
-from probe.mllp import END, START, FrameReader, frame
+from probe.transports.mllp import hl7v2
+from probe.transports.mllp.framing import END, START, FrameReader, frame
 
 
 def _feed_in_pieces(reader: FrameReader, data: bytes, sizes: list[int]) -> list[bytes]:

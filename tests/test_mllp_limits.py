@@ -29,15 +29,15 @@ import yaml
 from sqlalchemy import select
 from structlog.testing import capture_logs
 
-from probe import hl7v2
-from probe.mllp import START, FrameReader, frame
 from probe.model import new_probe_id
 from probe.store import create_engine
 from probe.store.migrate import upgrade
 from probe.store.tables import sightings
-from probe.transport_config import MllpDestination
-from probe.transports import mllp_listener
-from probe.transports.mllp_listener import MllpListener, close_writer
+from probe.transports.mllp import hl7v2
+from probe.transports.mllp import listener as mllp_listener
+from probe.transports.mllp.framing import START, FrameReader, frame
+from probe.transports.mllp.listener import MllpListener, close_writer
+from probe.transports.specs import MllpDestination
 from tests.helpers import child_process, closed_port, log_events, probe_argv, wait_for, wait_ready
 
 LIMIT = 20.0  # no wait of a test may last longer than this

@@ -20,8 +20,8 @@ from alembic import command
 from sqlalchemy import Connection
 from structlog.testing import capture_logs
 
-from probe.configfile import load_config
-from probe.daemon import Daemon, wait_started
+from probe.config.loader import load_config
+from probe.engine.daemon import Daemon, wait_started
 from probe.sim import read_truth
 from probe.store import create_engine
 from probe.store.migrate import alembic_config

@@ -29,7 +29,7 @@ import httpx
 import pytest
 import yaml
 
-from probe.daemon import Daemon
+from probe.engine.daemon import Daemon
 from tests.helpers import closed_port, running, simulator, write_config
 
 ROOT = Path(__file__).resolve().parent.parent

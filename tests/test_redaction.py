@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from probe.logs import MASKED, REDACTED, Redactor, mask_patients
-from probe.mllp import FrameReader, frame
+from probe.transports.mllp.framing import FrameReader, frame
 from tests.helpers import fetch_rows, running, wait_for, write_config
 
 PROBE = "PR19A2B3C4D5E6F7A8B9"

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from structlog.testing import capture_logs
 
-from probe.daemon import Daemon
+from probe.engine.daemon import Daemon
 from tests.helpers import (
     child_process,
     closed_port,

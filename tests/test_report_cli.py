@@ -15,7 +15,7 @@ import yaml
 
 from probe.model import Outcome, Result
 from probe.store import open_store
-from probe.store.maintenance import prune_url
+from probe.store.housekeeping import prune_url
 from tests.helpers import closed_port, fetch_rows, running, write_config
 
 OCT = datetime(2026, 10, 10, 12, 0, tzinfo=UTC)

@@ -20,12 +20,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from probe.config import Config
+from probe.config.models import Config
 from probe.model import Outcome, Result
 from probe.report.render import render
 from probe.report.stats import build_report
 from probe.store import create_engine, open_store
-from probe.store.maintenance import rebuild_rollups
+from probe.store.housekeeping import rebuild_rollups
 from probe.store.sketch import Sketch
 from probe.store.tables import incidents, rollups
 

@@ -13,10 +13,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from probe.config import Config, FlowSpec, resolve_flows
-from probe.metrics import Metrics
-from probe.reload import FlowChanges
-from probe.schedule import Scheduler, cron_slot, interval_slot
+from probe.config.models import Config, FlowSpec, resolve_flows
+from probe.config.reload import FlowChanges
+from probe.engine.schedule import Scheduler, cron_slot, interval_slot
+from probe.metrics.registry import Metrics
 from tests.helpers import wait_for
 
 

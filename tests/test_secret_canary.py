@@ -27,8 +27,8 @@ import pytest
 import yaml
 from sqlalchemy import String, Text, select
 
-from probe.configfile import load_config
-from probe.daemon import Daemon
+from probe.config.loader import load_config
+from probe.engine.daemon import Daemon
 from probe.errors import ConfigError
 from probe.store import create_engine
 from probe.store.tables import metadata

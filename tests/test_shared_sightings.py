@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from probe.daemon import Daemon, wait_started
+from probe.engine.daemon import Daemon, wait_started
 from probe.sim import read_truth
 from probe.store import create_engine
 from probe.store.migrate import upgrade

@@ -22,14 +22,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from structlog.testing import capture_logs
 
-from probe import hl7v2
 from probe.errors import ConnectError
-from probe.mllp import FrameReader, frame, read_frame
 from probe.sim import Simulator, TruthRecord, parse_sim_config, read_truth
 from probe.sim.config import MllpDestinationConfig
 from probe.sim.destinations import draw_fate
 from probe.sim.destinations.sql import inbox_table
 from probe.store import create_engine
+from probe.transports.mllp import hl7v2
+from probe.transports.mllp.framing import FrameReader, frame, read_frame
 from tests.helpers import closed_port
 
 NAME = "Testperson^Åse Ærø"

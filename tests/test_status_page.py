@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from probe.daemon import Daemon
+from probe.engine.daemon import Daemon
 from probe.model import Outcome, Result, new_probe_id
 from probe.store import open_store
 from tests.helpers import closed_port, running, simulator, wait_for, write_config

@@ -6,7 +6,7 @@ import asyncio
 
 from structlog.testing import capture_logs
 
-from probe.supervise import Supervisor
+from probe.engine.supervise import Supervisor
 from tests.helpers import wait_for
 
 

@@ -15,13 +15,13 @@ import httpx
 import pytest
 import trustme
 
-from probe.config import HttpSource
+from probe.config.models import HttpSource
 from probe.errors import CheckFailed, ConnectError, TransportTimeout
 from probe.logs import REDACTED, Redactor
 from probe.model import ProbeMessage, new_probe_id
-from probe.transport_config import HttpDestination
 from probe.transports import Resources
 from probe.transports.http import HttpPollObserver, HttpProbeSource
+from probe.transports.specs import HttpDestination
 from tests.helpers import closed_port, running, simulator, wait_for, write_config
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)

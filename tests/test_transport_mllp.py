@@ -24,15 +24,16 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from probe import hl7v2
-from probe.config import DestinationSpec
+from probe.config.models import DestinationSpec
 from probe.errors import CheckFailed, ConnectError, ProtocolError
-from probe.mllp import END, START, FrameReader, frame
 from probe.model import ProbeMessage, Sighting, new_probe_id
-from probe.transport_config import MllpDestination, MllpSource
-from probe.transports import Resources, make_observer, make_source, mllp_listener
-from probe.transports.mllp import MllpObserver, MllpProbeSource, Template, read_ack
-from probe.transports.mllp_listener import MllpListener, close_writer
+from probe.transports import Resources, make_observer, make_source
+from probe.transports.mllp import hl7v2
+from probe.transports.mllp import listener as mllp_listener
+from probe.transports.mllp.framing import END, START, FrameReader, frame
+from probe.transports.mllp.listener import MllpListener, close_writer
+from probe.transports.mllp.transport import MllpObserver, MllpProbeSource, Template, read_ack
+from probe.transports.specs import MllpDestination, MllpSource
 from tests.helpers import closed_port
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)

@@ -17,8 +17,8 @@ from sqlalchemy import DateTime, bindparam, event, text
 from probe.errors import CheckFailed, ConfigError, ConnectError, TransportError
 from probe.model import ProbeMessage, new_probe_id
 from probe.store import create_engine
-from probe.transport_config import SqlDestination, SqlSource
 from probe.transports import Resources, make_source
+from probe.transports.specs import SqlDestination, SqlSource
 from probe.transports.sql import SqlPollObserver, SqlProbeSource, read_time
 from tests.helpers import closed_port, fetch_rows, running, wait_for, write_config
 

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from probe.configfile import LoadedConfig
+from probe.config.loader import LoadedConfig
 from probe.errors import StoreError
 from probe.report.render import render
 from probe.report.stats import Month, build_report

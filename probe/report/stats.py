@@ -34,9 +34,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import case, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from probe.config import Config, FlowSpec, resolve_flows
-from probe.maintenance import Interval, occurrences, windows_for
-from probe.schedule import expected_slots
+from probe.config.models import Config, FlowSpec, resolve_flows
+from probe.config.windows import Interval, occurrences, windows_for
+from probe.engine.schedule import expected_slots
 from probe.store.rollup import OUTCOMES
 from probe.store.sketch import Sketch
 from probe.store.tables import incidents, rollups

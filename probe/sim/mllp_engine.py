@@ -17,7 +17,7 @@ nothing (truth `dropped_outage` per destination); `stall` forwards at once and h
 ACK for `stall` seconds.
 
 The port is bound by us with ``IPPROTO_TCP`` so asyncio sets TCP_NODELAY on accepted
-connections, and while refusing it stays bound without listening (see `probe.listener`).
+connections, and while refusing it stays bound without listening (see `probe.web.listener`).
 """
 
 from __future__ import annotations
@@ -31,15 +31,15 @@ from collections.abc import Sequence
 import hl7
 import structlog
 
-from probe import hl7v2
 from probe.errors import ProtocolError
-from probe.listener import bind_tcp
-from probe.mllp import FrameReader, frame
 from probe.sim.config import MllpEngineConfig, MllpEngineOutage
 from probe.sim.destinations import Destination
 from probe.sim.outage import OutageSchedule
 from probe.sim.payload import Message, find_probe_id_text
 from probe.sim.truth import TruthLog, TruthRecord
+from probe.transports.mllp import hl7v2
+from probe.transports.mllp.framing import FrameReader, frame
+from probe.web.listener import bind_tcp
 
 log = structlog.get_logger("probe.sim")
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from probe import hl7v2
 from probe.sim.truth import EngineName
+from probe.transports.mllp import hl7v2
 
 PROBE_ID = re.compile(rb"PR[0-9A-F]{18}")
 """A probe id as it appears inside any payload, used when the body is not our JSON."""

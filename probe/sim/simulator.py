@@ -17,7 +17,6 @@ from typing import Literal, Protocol, Self
 
 import structlog
 
-from probe.listener import Listener
 from probe.sim.config import SimConfig
 from probe.sim.destinations import (
     Destination,
@@ -31,6 +30,7 @@ from probe.sim.mllp_engine import MllpEngine
 from probe.sim.outage import AnySchedule
 from probe.sim.truth import TruthLog, TruthRecord
 from probe.store import safe_url
+from probe.web.listener import Listener
 
 log = structlog.get_logger("probe.sim")
 

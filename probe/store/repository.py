@@ -130,7 +130,7 @@ class Store:
 
     def start(self, spawn: Spawn | None = None) -> None:
         """Open the spool and start the claim and write loops, through ``spawn`` (a
-        `probe.supervise.Supervisor`'s, which restarts a loop that fails) if given."""
+        `probe.engine.supervise.Supervisor`'s, which restarts a loop that fails) if given."""
         if self.spool is not None and self.spool.path is None:
             self._orphans = self.spool.open()
             for _ in range(self.spool.torn):

@@ -3,7 +3,7 @@
 Rollups are sums, so the order in which results arrive does not matter: each store batch
 adds its newly inserted results with `accumulate`, and `rebuild` adds all of them with the
 same function, so a rebuild gives identical numbers. A replayed result changes nothing.
-Incidents depend on slot order, and are derived behind a watermark (`probe.store.derive`).
+Incidents depend on slot order, and are derived behind a watermark (`probe.store.incidents`).
 
 Each measured result stands for its slot's span (the flow's interval) of measured time,
 split across the hours it covers; a probe-side fault is counted as not measured.
@@ -20,7 +20,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from probe.model import Outcome, measured, utcnow
-from probe.store import bulk, derive
+from probe.store import bulk, incidents
 from probe.store.sketch import Sketch
 from probe.store.tables import results, rollups
 
@@ -164,7 +164,7 @@ async def apply(conn: AsyncConnection, rows: Sequence[Row]) -> None:
     changed = [key for key in hours if key in stored]
     params = [_key_values(key) | hours[key].merge_into(stored[key]) for key in changed]
     await bulk.update_rows(conn, rollups, params, key=_KEY_COLUMNS)
-    await derive.advance(conn, rows, now=utcnow())
+    await incidents.advance(conn, rows, now=utcnow())
 
 
 _KEY_COLUMNS = ("flow", "destination", "hour")
@@ -213,5 +213,5 @@ async def rebuild(conn: AsyncConnection, *, batch: int = 50_000) -> int:
     ]
     for start in range(0, len(values), batch):
         await conn.execute(insert(rollups), values[start : start + batch])
-    await derive.rebuild(conn, now=utcnow())
+    await incidents.rebuild(conn, now=utcnow())
     return read

@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import quote
 
-from probe.config import DestinationSpec
 from probe.errors import TransportError
 from probe.model import ProbeMessage, Receipt, Sighting
 
@@ -44,6 +43,19 @@ class Observer(Protocol):
     async def expect(self, probe: ProbeMessage, deadline: float) -> Sighting | None: ...
 
     async def aclose(self) -> None: ...
+
+
+class Destination(Protocol):
+    """What an observer factory reads of a resolved destination (config's `DestinationSpec`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def config(self) -> Any: ...
+
+    @property
+    def poll(self) -> float: ...
 
 
 class Closeable(Protocol):
@@ -139,7 +151,7 @@ class Lease(Resources):
 
 
 SourceFactory = Callable[[Any, Resources], Source]
-ObserverFactory = Callable[[DestinationSpec, Resources], Observer]
+ObserverFactory = Callable[[Destination, Resources], Observer]
 
 SOURCES: dict[str, SourceFactory] = {}
 OBSERVERS: dict[str, ObserverFactory] = {}
@@ -151,7 +163,7 @@ def make_source(config: Any, resources: Resources) -> Source:
     return SOURCES[config.type](config, resources)
 
 
-def make_observer(spec: DestinationSpec, resources: Resources) -> Observer:
+def make_observer(spec: Destination, resources: Resources) -> Observer:
     """Build the observer for one resolved ``destinations:`` entry, by its ``type``."""
     _load_builtin()
     return OBSERVERS[spec.config.type](spec, resources)
@@ -160,7 +172,7 @@ def make_observer(spec: DestinationSpec, resources: Resources) -> Observer:
 def _load_builtin() -> None:
     # Imported lazily so that each transport module can import this one.
     import probe.transports.http
-    import probe.transports.mllp
+    import probe.transports.mllp.transport
     import probe.transports.sql  # noqa: F401
 
 

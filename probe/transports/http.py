@@ -18,7 +18,6 @@ from httpx_aiohttp import AiohttpTransport
 from httpx_aiohttp.transport import map_aiohttp_exceptions
 from jsonpath_ng.ext.parser import parse as parse_jsonpath
 
-from probe.config import DestinationSpec
 from probe.errors import (
     CheckFailed,
     ConnectError,
@@ -27,8 +26,16 @@ from probe.errors import (
     TransportTimeout,
 )
 from probe.model import ProbeMessage, Receipt, Sighting, utcnow
-from probe.transport_config import HttpDestination, HttpSource
-from probe.transports.base import OBSERVERS, SOURCES, Resources, fill, has_variables, poll_until
+from probe.transports.base import (
+    OBSERVERS,
+    SOURCES,
+    Destination,
+    Resources,
+    fill,
+    has_variables,
+    poll_until,
+)
+from probe.transports.specs import HttpDestination, HttpSource
 
 
 @contextmanager
@@ -285,7 +292,7 @@ class BufferedAiohttpTransport(AiohttpTransport):
         )
 
 
-def _observer(spec: DestinationSpec, resources: Resources) -> HttpPollObserver:
+def _observer(spec: Destination, resources: Resources) -> HttpPollObserver:
     assert isinstance(spec.config, HttpDestination)
     return HttpPollObserver(spec.config, resources, poll=spec.poll)
 

@@ -29,7 +29,6 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.elements import TextClause
 
-from probe.config import DestinationSpec
 from probe.errors import (
     CheckFailed,
     ConfigError,
@@ -39,9 +38,9 @@ from probe.errors import (
 )
 from probe.model import ProbeMessage, Receipt, Sighting, utcnow
 from probe.store import safe_url
-from probe.transport_config import SqlDestination, SqlSource
-from probe.transports.base import OBSERVERS, SOURCES, Resources, poll_until
+from probe.transports.base import OBSERVERS, SOURCES, Destination, Resources, poll_until
 from probe.transports.http import parse_time
+from probe.transports.specs import SqlDestination, SqlSource
 
 # Rows are often stamped by the destination's clock, or a little before the commit that
 # shows them: the window reaches back far enough to cover ordinary clock skew.
@@ -242,7 +241,7 @@ def read_time(value: object) -> datetime | None:
     return parse_time(value)
 
 
-def _observer(spec: DestinationSpec, resources: Resources) -> SqlPollObserver:
+def _observer(spec: Destination, resources: Resources) -> SqlPollObserver:
     assert isinstance(spec.config, SqlDestination)
     return SqlPollObserver(spec.config, resources, poll=spec.poll)
 

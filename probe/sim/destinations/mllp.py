@@ -15,12 +15,12 @@ from typing import Literal
 import structlog
 
 from probe.errors import TransportError
-from probe.hl7v2 import ACK_CODES_OK, read_ack
-from probe.mllp import FrameReader, frame, read_frame
 from probe.sim.config import MllpDestinationConfig
 from probe.sim.destinations.base import Fate, QueuedDestination
 from probe.sim.payload import Message, as_hl7, mangle
 from probe.sim.truth import TruthLog
+from probe.transports.mllp.framing import FrameReader, frame, read_frame
+from probe.transports.mllp.hl7v2 import ACK_CODES_OK, read_ack
 
 log = structlog.get_logger("probe.sim")
 

@@ -1,7 +1,8 @@
 """The daemon's one HTTP server: ``/metrics``, ``/healthz``, ``/readyz``, the JSON API under
-``/api/v1`` (`probe.api`), ``POST /-/reload`` and the status page at ``/`` (`probe.status_page`).
+``/api/v1`` (`probe.web.api`), ``POST /-/reload`` and the status page at ``/``
+(`probe.web.status_page`).
 
-It is served by `probe.listener.Listener`. Every error is JSON, ``{"error": "..."}``.
+It is served by `probe.web.listener.Listener`. Every error is JSON, ``{"error": "..."}``.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from probe import status_page
-from probe.api import Api, ApiError, authorize, error_response
+from probe.config.reload import FlowChanges, ReloadRefused
 from probe.errors import ConfigError, StartupError, StoreError
-from probe.reload import FlowChanges, ReloadRefused
+from probe.web import status_page
+from probe.web.api import Api, ApiError, authorize, error_response
 
 MonthlyReport = Callable[[str], Awaitable[dict[str, Any]]]
 Reload = Callable[[], Awaitable[FlowChanges]]

@@ -1,6 +1,6 @@
 """The config file's shape (pydantic models) and its resolution into flow specs.
 
-The YAML side (line numbers, ``${ENV}``, ``*_file`` secrets) lives in `probe.configfile`;
+The YAML side (line numbers, ``${ENV}``, ``*_file`` secrets) lives in `probe.config.loader`;
 this module only knows the structure. Every model rejects unknown keys.
 
 Values are layered: a destination's ``slo`` overrides its flow's, which overrides
@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from probe.durations import MAX_DURATION, Duration, Interval, parse_duration
-from probe.transport_config import (
+from probe.transports.specs import (
     NAME_PATTERN,
     SLO,
     HttpDestination,

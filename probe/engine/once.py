@@ -6,13 +6,13 @@ import asyncio
 import tempfile
 from pathlib import Path
 
-from probe.config import FlowSpec, resolve_flows
-from probe.configfile import LoadedConfig
+from probe.config.loader import LoadedConfig
+from probe.config.models import FlowSpec, resolve_flows
+from probe.engine.runner import Runner
 from probe.errors import ConfigError
 from probe.logs import redactor
-from probe.metrics import Metrics
+from probe.metrics.registry import Metrics
 from probe.model import Result, utcnow
-from probe.runner import Runner
 from probe.store import open_store
 from probe.transports import Resources
 

@@ -16,9 +16,9 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from prometheus_client.values import MutexValue
 
-from probe.config import FlowSpec
+from probe.config.models import FlowSpec
+from probe.metrics.pair_series import PairSeries
 from probe.model import Result
-from probe.pair_series import PairSeries
 
 LATENCY_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,

@@ -1,6 +1,6 @@
-"""The JSON API under ``/api/v1``, described by ``/api/v1/openapi.json`` (`probe.api_schema`).
+"""The JSON API under ``/api/v1``, described by ``/api/v1/openapi.json`` (`probe.web.openapi`).
 
-- ``GET /api/v1/flows``: each flow and destination with its state (`probe.status`), newest
+- ``GET /api/v1/flows``: each flow and destination with its state (`probe.web.status`), newest
   result and availability over 1h, 24h and 30d.
 - ``GET /api/v1/flows/{flow}/results``: stored results in a time range, paged by cursor.
 - ``POST /api/v1/flows/{flow}/run``: probe a flow now, with ``Authorization: Bearer
@@ -31,13 +31,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from probe.api_schema import openapi_document
-from probe.config import Config, FlowSpec
+from probe.config.models import Config, FlowSpec
+from probe.config.windows import Calendar
 from probe.errors import StoreError
-from probe.maintenance import Calendar
 from probe.model import Result, utcnow
-from probe.status import DestinationStatus, FlowStatus, Recent, Snapshot, Window, snapshot
 from probe.store.tables import results
+from probe.web.openapi import openapi_document
+from probe.web.status import DestinationStatus, FlowStatus, Recent, Snapshot, Window, snapshot
 
 MAX_RANGE = timedelta(days=31)
 DEFAULT_RANGE = timedelta(hours=24)

@@ -24,27 +24,27 @@ from zoneinfo import ZoneInfo
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
-from probe.api import Api, ApiContext
-from probe.config import FlowSpec, resolve_flows
-from probe.configfile import LoadedConfig, load_config
+from probe.config.loader import LoadedConfig, load_config
+from probe.config.models import FlowSpec, resolve_flows
+from probe.config.reload import FlowChanges, ReloadRefused, restart_required
+from probe.config.windows import Calendar, covers, is_active
+from probe.engine.runner import Runner
+from probe.engine.schedule import Scheduler
+from probe.engine.supervise import Supervisor
 from probe.errors import ConfigError, ProbeError, StoreError
-from probe.listener import Listener
 from probe.logs import redactor
-from probe.maintenance import Calendar, covers, is_active
-from probe.metrics import Metrics
+from probe.metrics.registry import Metrics
 from probe.model import Result, utcnow
-from probe.reload import FlowChanges, ReloadRefused, restart_required
 from probe.report.stats import Month, build_report
-from probe.runner import Runner
-from probe.schedule import Scheduler
-from probe.server import make_app
 from probe.store import Store, default_spool_dir, open_store, safe_url
 from probe.store.feed import SightingFeed
-from probe.store.maintenance import prune_raw
-from probe.supervise import Supervisor
+from probe.store.housekeeping import prune_raw
 from probe.transports import Resources
+from probe.web.api import Api, ApiContext
+from probe.web.listener import Listener
+from probe.web.server import make_app
 
-log = structlog.get_logger("probe.daemon")
+log = structlog.get_logger("probe.engine.daemon")
 
 # How far back a start looks for probes a previous run left unresolved.
 RESUME_WINDOW = timedelta(days=2)

@@ -22,11 +22,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from probe.config import FlowSpec
-from probe.metrics import Metrics
-from probe.reload import FlowChanges
+from probe.config.models import FlowSpec
+from probe.config.reload import FlowChanges
+from probe.metrics.registry import Metrics
 
-log = structlog.get_logger("probe.schedule")
+log = structlog.get_logger("probe.engine.schedule")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # APScheduler never fires early by its own clock, but float rounding can put a slot's

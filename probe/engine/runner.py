@@ -19,14 +19,14 @@ import structlog
 from prometheus_client import Gauge
 from structlog.contextvars import bound_contextvars
 
-from probe.config import DestinationSpec, FlowSpec
+from probe.config.models import DestinationSpec, FlowSpec
+from probe.config.reload import FlowChanges
+from probe.config.windows import Calendar
+from probe.engine.schedule import span_of
 from probe.errors import StartupError, StoreError, TransportError, TransportTimeout
 from probe.logs import redactor
-from probe.maintenance import Calendar
-from probe.metrics import Metrics
+from probe.metrics.registry import Metrics
 from probe.model import Outcome, ProbeMessage, Receipt, Result, Sighting, new_probe_id, utcnow
-from probe.reload import FlowChanges
-from probe.schedule import span_of
 from probe.store import ProbeRow, SentRow, Store, StoredProbe
 from probe.store.feed import SightingFeed
 from probe.transports import (
@@ -38,7 +38,7 @@ from probe.transports import (
     make_source,
 )
 
-log = structlog.get_logger("probe.runner")
+log = structlog.get_logger("probe.engine.runner")
 
 _UTC = ZoneInfo("UTC")
 # An observer gets this long past the deadline to finish its last look before it is cut off.

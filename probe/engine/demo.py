@@ -12,8 +12,8 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from probe.configfile import load_config
-from probe.daemon import Daemon, wait_started
+from probe.config.loader import load_config
+from probe.engine.daemon import Daemon, wait_started
 from probe.model import utcnow
 from probe.sim import Simulator, load_sim_config
 from probe.store import create_engine

@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from probe.durations import Duration, Interval
-from probe.hl7v2 import DEFAULT_ID_FIELD, TEMPLATES, parse_field_name
+from probe.transports.mllp.hl7v2 import DEFAULT_ID_FIELD, TEMPLATES, parse_field_name
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 LISTEN_PATTERN = re.compile(r"(\[[0-9a-fA-F:]+\]|[^:\s\[\]]+):\d{1,5}")

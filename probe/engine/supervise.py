@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-log = structlog.get_logger("probe.supervise")
+log = structlog.get_logger("probe.engine.supervise")
 
 FIRST_DELAY = 0.5
 MAX_DELAY = 30.0

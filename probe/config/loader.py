@@ -25,7 +25,7 @@ import yaml
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from probe.config import Config
+from probe.config.models import Config
 from probe.errors import ConfigError
 from probe.logs import REDACTED
 

@@ -1,6 +1,6 @@
 """Config reload: what a new config file changes, and what it may not change.
 
-SIGHUP and ``POST /-/reload`` (`probe.daemon.Daemon.reload`) read the config file again and
+SIGHUP and ``POST /-/reload`` (`probe.engine.daemon.Daemon.reload`) read the config file again and
 apply it without a restart. Reloadable: ``flows``, ``defaults``, ``maintenance``,
 ``shutdown_grace`` and ``server.api_token``. Restart-only (`RESTART_ONLY`): ``timezone``,
 ``labels`` (they are label names of every series), every ``store.*`` key and
@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from probe.config import Config, FlowSpec, Store
+from probe.config.models import Config, FlowSpec, Store
 from probe.errors import ProbeError
 
 # Keys read once at start: the store is open, the port bound, the registry built with the

@@ -32,8 +32,8 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from probe.config import FlowSpec
-from probe.maintenance import Calendar, occurrences, windows_for
+from probe.config.models import FlowSpec
+from probe.config.windows import Calendar, occurrences, windows_for
 from probe.model import PROBE_FAULTS, Outcome, utcnow
 from probe.store.rollup import OUTCOMES, hour_of
 from probe.store.tables import incidents, results, rollups

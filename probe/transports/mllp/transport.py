@@ -2,7 +2,7 @@
 
 The source keeps one connection and does one exchange at a time, since MLLP has no way to
 tell which ACK answers which message other than order. The observer waits on the listener
-its address shares (`probe.transports.mllp_listener`).
+its address shares (`probe.transports.mllp.listener`).
 """
 
 from __future__ import annotations
@@ -18,26 +18,25 @@ from typing import Any
 
 import structlog
 
-from probe import hl7v2
-from probe.config import DestinationSpec
 from probe.errors import CheckFailed, ConnectError, ProtocolError, TransportError
-from probe.mllp import FrameReader, frame, read_frame
 from probe.model import ProbeMessage, Receipt, Sighting
-from probe.transport_config import (
-    MllpClientTLS,
-    MllpDestination,
-    MllpSource,
-)
-from probe.transports.base import OBSERVERS, SOURCES, Resources
-from probe.transports.mllp_listener import (
+from probe.transports.base import OBSERVERS, SOURCES, Destination, Resources
+from probe.transports.mllp import hl7v2
+from probe.transports.mllp.framing import FrameReader, frame, read_frame
+from probe.transports.mllp.listener import (
     REPORTED_FIELDS,
     Arrival,
     MllpListener,
     RawMessage,
     close_writer,
 )
+from probe.transports.specs import (
+    MllpClientTLS,
+    MllpDestination,
+    MllpSource,
+)
 
-log = structlog.get_logger("probe.transports.mllp")
+log = structlog.get_logger("probe.transports.mllp.transport")
 
 
 @contextmanager
@@ -335,7 +334,7 @@ class MllpObserver:
         )
 
 
-def _observer(spec: DestinationSpec, resources: Resources) -> MllpObserver:
+def _observer(spec: Destination, resources: Resources) -> MllpObserver:
     assert isinstance(spec.config, MllpDestination)
     return MllpObserver(spec.config, resources)
 

@@ -23,7 +23,7 @@ from probe.errors import StoreError
 from probe.report.render import formats
 from probe.report.render.formats import DASH
 from probe.report.render.i18n import Lang, cause
-from probe.status import DestinationStatus, FlowStatus, Hour, Snapshot, State, Window, worst
+from probe.web.status import DestinationStatus, FlowStatus, Hour, Snapshot, State, Window, worst
 
 REFRESH_SECONDS: Final = 30
 
@@ -136,7 +136,7 @@ def choose_lang(query: str | None, accept: str | None) -> Lang:
 def endpoint(
     load: Callable[[], Awaitable[Snapshot]], *, timezone: str
 ) -> Callable[[Request], Awaitable[Response]]:
-    """The ``/`` handler over a snapshot loader (`probe.api.Api.snapshot`)."""
+    """The ``/`` handler over a snapshot loader (`probe.web.api.Api.snapshot`)."""
     tz = ZoneInfo(timezone)
 
     async def page(request: Request) -> Response:

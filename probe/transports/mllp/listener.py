@@ -46,12 +46,12 @@ from typing import Any
 
 import structlog
 
-from probe import hl7v2
 from probe.durations import format_duration
 from probe.errors import ConnectError, ProtocolError
-from probe.mllp import FrameReader, frame
 from probe.model import Sighting, utcnow
-from probe.transport_config import (
+from probe.transports.mllp import hl7v2
+from probe.transports.mllp.framing import FrameReader, frame
+from probe.transports.specs import (
     MLLP_IDLE_TIMEOUT,
     MLLP_MAX_CONNECTIONS,
     MLLP_MAX_FRAME,
@@ -60,7 +60,7 @@ from probe.transport_config import (
     split_listen,
 )
 
-log = structlog.get_logger("probe.transports.mllp")
+log = structlog.get_logger("probe.transports.mllp.transport")
 
 # A probe id (`probe.model.new_probe_id`) as a whole token, e.g. a PID-3 repetition.
 PROBE_ID = re.compile(r"(?<![0-9A-Za-z])PR[0-9A-F]{18}(?![0-9A-Za-z])")

@@ -1,0 +1,1 @@
+"""Configuration: the file's models, its loader, maintenance windows and reload."""

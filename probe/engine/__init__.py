@@ -1,0 +1,1 @@
+"""The engine: the daemon's wiring, the schedule, the runner and supervision."""

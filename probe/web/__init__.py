@@ -1,0 +1,1 @@
+"""The web side: one HTTP server for metrics, health, the JSON API and the status page."""
