@@ -27,7 +27,7 @@ from structlog.testing import capture_logs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from probe.store import create_engine, open_store, repository
+from probe.store import backlog, create_engine, open_store
 from probe.store.migrate import upgrade
 from probe.store.tables import probes, results
 from tests.helpers import proxied_postgres
@@ -49,7 +49,7 @@ async def full_disk(url: str, mount: Path) -> None:
         await conn.execute(probes.delete())
     await engine.dispose()
     proxy, proxied = await proxied_postgres(url, migrate=False)
-    repository.MEMORY_LIMIT = MEMORY
+    backlog.MEMORY_LIMIT = MEMORY
     rss_before = _rss_mb()
     with capture_logs() as logs:
         store = await open_store(proxied, flush_interval=0.05, spool=mount / "spool", node="a")

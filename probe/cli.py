@@ -42,67 +42,127 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+DESCRIPTION = (
+    "dataflow-probe: sends tagged test messages through your integrations and measures "
+    "whether, and how fast, they arrive."
+)
+EPILOG = (
+    "Exit codes: 0 fine, 1 failure or a bad result, 2 bad config or arguments, "
+    "3 store unreachable (probe report). probe COMMAND --help describes a command."
+)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Plain help text, with each option's default unless it has none or names its own."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if not action.option_strings or "default" in text or _no_default(default):
+            return text
+        shown = f"{default:g}" if isinstance(default, float) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
+def _no_default(default: object) -> bool:
+    # By identity: a default of 0 is shown, one of False (a flag) is not.
+    return default is None or default is False or default is argparse.SUPPRESS
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="probe", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="probe", description=DESCRIPTION, epilog=EPILOG, formatter_class=_HelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"probe {__version__}")
     parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"],
+        help="the least important log events shown",
+    )  # fmt: skip
+    parser.add_argument(
+        "--log-format", default="auto", choices=["auto", "json", "console"],
+        help="auto: JSON unless the output is a terminal",
+    )  # fmt: skip
+    commands = _Commands(parser.add_subparsers(title="commands", metavar="COMMAND"))
+    _add_probing(commands)
+    _add_db(commands)
+    report = commands.add("report", cmd_report, "Write the monthly operational statistics.")
+    report.add_argument(
+        "--month", metavar="YYYY-MM", required=True, help="the month, in the config's time zone"
     )
-    parser.add_argument("--log-format", default="auto", choices=["auto", "json", "console"])
-    sub = parser.add_subparsers()
+    report.add_argument("--format", default="json", choices=["json", "csv", "md", "html"],
+                        help="the output format")  # fmt: skip
+    report.add_argument("--lang", default="en", choices=["da", "en"],
+                        help="the language of the text")  # fmt: skip
+    report.add_argument(
+        "-o", "--output", metavar="FILE", help="write to this file, atomically (default: stdout)"
+    )
+    return parser
 
-    def command(name: str, func: object, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(command=func)
-        return p
 
-    def with_config(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "-c", "--config", default=os.environ.get("PROBE_CONFIG"),
-            help="config file (default: $PROBE_CONFIG)",
-        )  # fmt: skip
+class _Commands:
+    """Adds a command with its one-line description (``-c FILE`` too, if it reads a config)."""
 
-    run = command("run", cmd_run, "Run the probe daemon.")
-    with_config(run)
+    def __init__(self, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+        self.sub = sub
+
+    def add(
+        self, name: str, func: object, description: str, *, config: bool = True
+    ) -> argparse.ArgumentParser:
+        """A command ``name`` that runs ``func(args)``."""
+        command = self.sub.add_parser(
+            name, help=description, description=description, formatter_class=_HelpFormatter
+        )
+        command.set_defaults(command=func)
+        if config:
+            command.add_argument(
+                "-c", "--config", metavar="FILE", default=os.environ.get("PROBE_CONFIG"),
+                help="the config file (default: $PROBE_CONFIG)",
+            )  # fmt: skip
+        return command
+
+
+def _add_probing(commands: _Commands) -> None:
+    run = commands.add("run", cmd_run, "Run the probe daemon.")
     run.add_argument(
-        "--node", default=os.environ.get("PROBE_NODE"),
+        "--node", metavar="NAME", default=os.environ.get("PROBE_NODE"),
         help="this daemon's name in the store, unique among daemons sharing it "
         "(default: $PROBE_NODE, else the host name)",
     )  # fmt: skip
-    with_config(command("check-config", cmd_check_config, "Validate a config file."))
-    once = command("once", cmd_once, "Run every flow once, print the results.")
-    with_config(once)
-    once.add_argument("--flow", help="only this flow")
+    commands.add("check-config", cmd_check_config, "Validate a config file, one line per flow.")
+    once = commands.add("once", cmd_once, "Probe every flow once and print the results.")
+    once.add_argument("--flow", metavar="NAME", help="only this flow (default: every flow)")
     once.add_argument(
         "--store",
         action="store_true",
         help="also write the results to the configured store, marked ad hoc: kept for the "
         "record and left out of every statistic (by default nothing is written)",
     )
-    demo = command("demo", cmd_demo, "Run the simulator and the daemon together on SQLite.")
-    demo.add_argument("--duration", type=float, default=120.0, help="seconds (default 120)")
-    with_config(command("sim", cmd_sim, "Run the simulated integration landscape."))
-    db: argparse.ArgumentParser = command(
-        "db", lambda _: _missing_db_command(db), "Database commands."
+    demo = commands.add(
+        "demo", cmd_demo, "Run the simulator and the daemon together on SQLite.", config=False
     )
-    db_sub = db.add_subparsers()
-    upgrade = db_sub.add_parser("upgrade", help="Bring the store's schema up to date.")
-    upgrade.set_defaults(command=cmd_db_upgrade)
-    with_config(upgrade)
-    prune = db_sub.add_parser("prune", help="Delete raw rows older than store.retention.raw.")
-    prune.set_defaults(command=cmd_db_prune)
-    with_config(prune)
-    rollup = db_sub.add_parser("rollup", help="Rebuild hourly rollups and incidents.")
-    rollup.add_argument("--rebuild", action="store_true", required=True)
-    rollup.set_defaults(command=cmd_db_rollup)
-    with_config(rollup)
-    report = command("report", cmd_report, "Monthly operational statistics.")
-    report.add_argument("--month", required=True, help="YYYY-MM, in the config's time zone")
-    report.add_argument("--format", default="json", choices=["json", "csv", "md", "html"])
-    report.add_argument("--lang", default="en", choices=["da", "en"])
-    report.add_argument("-o", "--output", help="write to this file (atomically)")
-    with_config(report)
-    return parser
+    demo.add_argument(
+        "--duration", metavar="SECONDS", type=float, default=120.0, help="how long to run"
+    )
+    demo.add_argument(
+        "--free-ports", action="store_true",
+        help="let the OS pick every port, instead of the demo configs' 9464, 18075, 18076 "
+        "and 18080 (beside a daemon or another demo)",
+    )  # fmt: skip
+    commands.add("sim", cmd_sim, "Run the simulated integration landscape on its own.")
+
+
+def _add_db(commands: _Commands) -> None:
+    db: argparse.ArgumentParser = commands.add(
+        "db", lambda _: _missing_db_command(db), "Manage the store's database.", config=False
+    )
+    db_commands = _Commands(db.add_subparsers(title="commands", metavar="COMMAND"))
+    db_commands.add("upgrade", cmd_db_upgrade, "Bring the store's schema up to date.")
+    db_commands.add("prune", cmd_db_prune, "Delete raw rows older than store.retention.raw.")
+    rollup = db_commands.add(
+        "rollup", cmd_db_rollup, "Rebuild the hourly rollups and incidents from raw results."
+    )
+    rollup.add_argument("--rebuild", action="store_true", required=True,
+                        help="recompute them all (required)")  # fmt: skip
 
 
 def _missing_db_command(parser: argparse.ArgumentParser) -> int:
@@ -173,7 +233,10 @@ def cmd_once(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from probe.engine.demo import run_demo
 
-    return asyncio.run(run_demo(duration=args.duration, workdir=Path.cwd()))
+    code: int = asyncio.run(
+        run_demo(duration=args.duration, workdir=Path.cwd(), free_ports=args.free_ports)
+    )
+    return code
 
 
 def cmd_sim(args: argparse.Namespace) -> int:

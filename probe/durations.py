@@ -1,8 +1,9 @@
 """Durations as operators write them: ``500ms``, ``30s``, ``5m``, ``1h``, ``90d``, ``1h30m``.
 
 Every duration is bounded, so none can overflow a ``timedelta`` or a timer later, or make a
-loop spin: from `MIN_DURATION` (1ms) to `MAX_DURATION` (366d), and `Interval` (a time
-between repeated actions) from `MIN_INTERVAL` (10ms).
+loop spin: from `MIN_DURATION` (1ms) to `MAX_DURATION` (366d), `Interval` (a time
+between repeated actions) from `MIN_INTERVAL` (10ms), and `LongDuration` up to
+`MAX_LONG_DURATION` (3660d).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 MIN_DURATION = 0.001  # 1ms: a shorter timeout or window means nothing to a probe
 MIN_INTERVAL = 0.01  # 10ms: a shorter interval, poll or flush is a busy loop
 MAX_DURATION = 366 * 86400.0  # 366d: a year, leap or not; far below timedelta's limit
+MAX_LONG_DURATION = 10 * MAX_DURATION  # 3660d: ten years of raw results, or of maintenance
 
 
 def parse_duration(
@@ -35,6 +37,18 @@ def parse_duration(
     >>> parse_duration("500ms")
     0.5
     """
+    seconds = _seconds(value)
+    if seconds < 0 or (seconds == 0 and not allow_zero) or seconds != seconds:  # NaN
+        raise ValueError(f"invalid duration {value!r}: must be greater than zero")
+    if seconds > maximum:  # also a number of digits beyond any float, read as infinity
+        raise ValueError(f"invalid duration {value!r}: must be at most {format_duration(maximum)}")
+    if 0 < seconds < minimum:
+        raise ValueError(f"invalid duration {value!r}: must be at least {format_duration(minimum)}")
+    return seconds
+
+
+def _seconds(value: object) -> float:
+    """The seconds ``value`` spells, unbounded; ``ValueError`` if it spells none."""
     if isinstance(value, bool):
         raise ValueError(f"invalid duration {value!r}")
     if isinstance(value, int | float):
@@ -44,26 +58,25 @@ def parse_duration(
             seconds = float("inf")
         if seconds in (float("inf"), float("-inf")):
             raise ValueError(f"invalid duration {value!r}")
-    elif isinstance(value, str) and value.strip():
-        text = value.strip()
-        pos, seconds = 0, 0.0
-        for match in _PART.finditer(text):
-            if match.start() != pos:
-                break
-            seconds += float(match.group(1)) * _UNITS[match.group(2)]
-            pos = match.end()
-        if pos != len(text) or pos == 0:
-            raise ValueError(
-                f"invalid duration {value!r}: use a number and a unit, e.g. 500ms, 30s, 5m, 1h, 90d"
-            )
-    else:
-        raise ValueError(f"invalid duration {value!r}: use e.g. 30s")
-    if seconds < 0 or (seconds == 0 and not allow_zero) or seconds != seconds:  # NaN
-        raise ValueError(f"invalid duration {value!r}: must be greater than zero")
-    if seconds > maximum:  # also a number of digits beyond any float, read as infinity
-        raise ValueError(f"invalid duration {value!r}: must be at most {format_duration(maximum)}")
-    if 0 < seconds < minimum:
-        raise ValueError(f"invalid duration {value!r}: must be at least {format_duration(minimum)}")
+        return seconds
+    if isinstance(value, str) and value.strip():
+        return _spelled(value)
+    raise ValueError(f"invalid duration {value!r}: use e.g. 30s")
+
+
+def _spelled(value: str) -> float:
+    """``"1h30m"`` as 5400.0: number-unit parts, one after another, nothing else."""
+    text = value.strip()
+    pos, seconds = 0, 0.0
+    for match in _PART.finditer(text):
+        if match.start() != pos:
+            break
+        seconds += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or pos == 0:
+        raise ValueError(
+            f"invalid duration {value!r}: use a number and a unit, e.g. 500ms, 30s, 5m, 1h, 90d"
+        )
     return seconds
 
 
@@ -86,3 +99,7 @@ DurationOrZero = Annotated[
     float, BeforeValidator(partial(parse_duration, allow_zero=True, minimum=0.0))
 ]
 """Like `Duration`, but from ``0`` (an offset, a delay that may be none): 0 to 366d."""
+
+LongDuration = Annotated[float, BeforeValidator(partial(parse_duration, maximum=MAX_LONG_DURATION))]
+"""Like `Duration`, up to `MAX_LONG_DURATION` (3660d) rather than 366d: a retention, a
+one-off maintenance window."""

@@ -38,9 +38,8 @@ def breaches(root: Path) -> list[str]:
                 start = min([d.lineno for d in node.decorator_list] + [node.lineno])
                 length = node.end_lineno - start + 1
                 if length > FUNCTION_LINES:
-                    found.append(
-                        f"{name}:{node.lineno}: {node.name} is {length} lines (limit {FUNCTION_LINES})"
-                    )
+                    where = f"{name}:{node.lineno}: {node.name}"
+                    found.append(f"{where} is {length} lines (limit {FUNCTION_LINES})")
     return found
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -75,14 +76,43 @@ async def fetch_rows(url: str) -> tuple[list[Any], list[Any]]:
     return list(probe_rows), list(result_rows)
 
 
-async def wait_for(predicate: Any, *, limit: float, every: float = 0.2) -> None:
-    """Poll an async predicate until it is true or ``limit`` seconds pass (then fail)."""
+async def wait_for(
+    predicate: Callable[[], bool | Awaitable[bool]],
+    *,
+    limit: float,
+    every: float = 0.2,
+    what: str = "condition",
+) -> None:
+    """Poll ``predicate`` (plain or async) until it is true, or fail after ``limit`` seconds.
+
+    The way to wait for something in a test, instead of a fixed sleep: it returns as soon as
+    the condition holds, and a slow machine only makes it poll longer.
+    ``await wait_for(lambda: len(rx.frames) == 2, limit=5, every=0.01)``"""
     loop = asyncio.get_running_loop()
     end = loop.time() + limit
-    while not await predicate():
+    while True:
+        met = predicate()
+        if inspect.isawaitable(met):
+            met = await met
+        if met:
+            return
         if loop.time() > end:
-            raise AssertionError(f"condition not met within {limit}s")
+            raise AssertionError(f"{what} not met within {limit}s")
         await asyncio.sleep(every)
+
+
+async def metric(base_url: str, name: str) -> float:
+    """The sum of every series of metric ``name`` on ``base_url``/metrics: 0 for a labelled
+    metric with no series yet, a failure for one not exported at all."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        text = (await client.get(f"{base_url}/metrics")).text
+    values = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith((f"{name} ", f"{name}{{"))
+    ]
+    assert values or f"# TYPE {name.removesuffix('_total')} " in text, f"{name} is not exported"
+    return sum(values)
 
 
 # Real child processes: `python -m probe ...` with its output in a log file, never a pipe

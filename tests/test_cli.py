@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -13,11 +15,10 @@ import pytest
 import yaml
 from sqlalchemy import select
 
+from probe.engine.demo import DEMO_PORTS, data_file, on_free_ports
 from probe.store import create_engine, open_store
 from probe.store.tables import incidents, probes, rollups
-from tests.helpers import closed_port, fetch_rows, simulator
-
-DEMO_PORTS = (9464, 18075, 18076, 18080)
+from tests.helpers import closed_port, fetch_rows, simulator, wait_for
 
 
 async def _probe(*args: str, cwd: Path, limit: float = 60) -> tuple[int, str, str]:
@@ -30,6 +31,7 @@ async def _probe(*args: str, cwd: Path, limit: float = 60) -> tuple[int, str, st
     return proc.returncode, out.decode(), err.decode()
 
 
+@pytest.mark.slow
 async def test_once_prints_results_and_exits_1_on_a_bad_one(tmp_path: Path) -> None:
     async with simulator({}) as sim:
         config = {
@@ -125,46 +127,150 @@ async def test_run_reports_an_unreachable_store_without_traceback(tmp_path: Path
     assert "hunter2" not in out + err
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        # As the demo's listeners do: a port left in TIME_WAIT by an earlier run is free.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+def test_free_ports_replace_every_port_of_the_demo(tmp_path: Path) -> None:
+    probe_file, sim_file = on_free_ports(tmp_path)
+    fixed = data_file("demo.yaml").read_text() + data_file("demo-sim.yaml").read_text()
+    free = probe_file.read_text() + sim_file.read_text()
+    assert all(str(port) in fixed for port in DEMO_PORTS)
+    assert not [port for port in DEMO_PORTS if str(port) in free]
+    # Only the ports differ: the same words around them, four new ports in their places.
+    assert re.sub(r"\d+", "N", free) == re.sub(r"\d+", "N", fixed)
+    ports = re.findall(r"127\.0\.0\.1:(\d+)|port: (\d+)", free)
+    assert len({a or b for a, b in ports}) == len(DEMO_PORTS)
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 async def test_demo_runs_and_resolves_every_probe(tmp_path: Path) -> None:
-    if not all(_free(p) for p in DEMO_PORTS):
-        pytest.fail(f"the demo needs ports {DEMO_PORTS} free")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "probe", "demo", "--duration", "8", cwd=tmp_path,
+        sys.executable, "-m", "probe", "demo", "--free-ports", cwd=tmp_path,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
-    assert proc.stdout is not None
-    banner = ""
-    while "Press Ctrl-C" not in banner:
-        line = await asyncio.wait_for(proc.stdout.readline(), timeout=20)
-        assert line, "demo ended before its banner"
-        banner += line.decode()
-    assert "metrics   http://127.0.0.1:9464/metrics" in banner
-    assert f"database  {tmp_path / 'probe-demo.db'}" in banner
-    await asyncio.sleep(5)
-    async with httpx.AsyncClient() as client:
-        scrape = (await client.get("http://127.0.0.1:9464/metrics")).text
-    for flow, dest in (("gs-adt", "labka"), ("gs-adt", "epm3"), ("engine-health", "")):
-        assert (
-            f'probe_results_total{{destination="{dest}",flow="{flow}",outcome="delivered"' in scrape
-        )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    try:
+        assert proc.stdout is not None
+        banner = ""
+        while "Press Ctrl-C" not in banner:
+            line = await asyncio.wait_for(proc.stdout.readline(), timeout=20)
+            assert line, "demo ended before its banner"
+            banner += line.decode()
+        where = dict(re.findall(r"(?m)^  ([a-zA-Z ]+): +(\S+)", banner))
+        base = where["status page"].removesuffix("/")  # the address the daemon bound
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", base), banner
+        assert not base.endswith(":9464"), banner
+        assert where == {
+            "status page": f"{base}/",
+            "API": f"{base}/api/v1/flows",
+            "metrics": f"{base}/metrics",
+            "readiness": f"{base}/readyz",
+            "database": str(tmp_path / "probe-demo.db"),
+            "truth": str(tmp_path / "sim-truth.jsonl"),
+        }, banner
+        rest = asyncio.create_task(proc.communicate())  # reads both pipes, so neither fills
+        # Counted, not only declared: the daemon declares every series at 0 when it starts.
+        needles = [
+            re.compile(
+                rf'^probe_results_total{{destination="{dest}",flow="{flow}",'
+                rf'outcome="delivered"[^}}]*}} [1-9]',
+                re.MULTILINE,
+            )
+            for flow, dest in (("gs-adt", "labka"), ("gs-adt", "epm3"), ("engine-health", ""))
+        ]
+        async with httpx.AsyncClient() as client:
+            for name in ("status page", "API", "metrics"):
+                assert (await client.get(where[name])).status_code == 200, name
+
+            async def each_delivered() -> bool:
+                scrape = (await client.get(where["metrics"])).text
+                return all(needle.search(scrape) for needle in needles)
+
+            await wait_for(each_delivered, limit=60, what="a delivered result of each flow")
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: the demo drains and prints its summary
+        out, err = await asyncio.wait_for(rest, timeout=60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
     assert proc.returncode == 0, err.decode()
     assert " 0 unresolved" in out.decode()
     probe_rows, results = await fetch_rows(f"sqlite+aiosqlite:///{tmp_path / 'probe-demo.db'}")
-    assert len(probe_rows) >= 4
+    assert {p.flow for p in probe_rows} == {"gs-adt", "engine-health"}  # each, stored
     gs = [p.probe_id for p in probe_rows if p.flow == "gs-adt"]
     assert {(r.probe_id, r.destination) for r in results if r.flow == "gs-adt"} == {
         (pid, d) for pid in gs for d in ("labka", "epm3")
     }
+
+
+COMMANDS = {
+    "run": "Run the probe daemon.",
+    "check-config": "Validate a config file, one line per flow.",
+    "once": "Probe every flow once and print the results.",
+    "demo": "Run the simulator and the daemon together on SQLite.",
+    "sim": "Run the simulated integration landscape on its own.",
+    "db": "Manage the store's database.",
+    "report": "Write the monthly operational statistics.",
+}
+DB_COMMANDS = {
+    "upgrade": "Bring the store's schema up to date.",
+    "prune": "Delete raw rows older than store.retention.raw.",
+    "rollup": "Rebuild the hourly rollups and incidents from raw results.",
+}
+
+
+def _help(capsys: pytest.CaptureFixture[str], *command: str) -> str:
+    from probe.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--help"])
+    assert exited.value.code == 0
+    return capsys.readouterr().out
+
+
+def _listed(text: str) -> dict[str, str]:
+    """The commands a help text lists under ``commands:``, each with its description."""
+    section = text.split("\ncommands:\n", 1)[1].split("\n\n", 1)[0]
+    return dict(re.findall(r"(?m)^    (\S+) +(\S.*)$", section))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [pytest.param((), id="probe")]
+    + [pytest.param((name,), id=name) for name in COMMANDS]
+    + [pytest.param(("db", name), id=f"db-{name}") for name in DB_COMMANDS],
+)
+def test_help_is_plain_text(command: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
+    text = _help(capsys, *command)
+    assert "``" not in text
+    assert "`" not in text
+    description = text.split("\n\n")[1].strip()  # after the usage
+    expected = {**COMMANDS, **DB_COMMANDS}.get(command[-1]) if command else None
+    if expected is not None:
+        assert description == expected
+
+
+def test_every_command_and_db_command_has_a_description(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert _listed(_help(capsys)) == COMMANDS
+    assert _listed(_help(capsys, "db")) == DB_COMMANDS
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        pytest.param((), ["--log-level {debug,info,warning,error}", "(default: info)",
+                          "(default: auto)"], id="probe"),
+        pytest.param(("demo",), ["--duration SECONDS", "(default: 120)",
+                                 "--free-ports let the OS pick every port, instead of the demo "
+                                 "configs' 9464, 18075, 18076 and 18080"], id="demo"),
+        pytest.param(("report",), ["(default: json)", "(default: en)", "(default: stdout)",
+                                   "(default: $PROBE_CONFIG)"], id="report"),
+        pytest.param(("run",), ["(default: $PROBE_NODE, else the host name)"], id="run"),
+        pytest.param(("once",), ["(default: every flow)"], id="once"),
+    ],
+)  # fmt: skip
+def test_help_shows_the_defaults(
+    command: tuple[str, ...], shown: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = " ".join(_help(capsys, *command).split())  # as one line, whatever the wrapping
+    assert [item for item in shown if item not in text] == []

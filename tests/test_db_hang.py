@@ -13,8 +13,11 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.helpers import fetch_rows, proxied_postgres, running, simulator, wait_for, write_config
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 HANG_S = 8.0
 

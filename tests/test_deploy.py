@@ -32,7 +32,9 @@ import yaml
 from probe.config.loader import load_config
 from probe.config.models import Config
 from probe.sim.config import MllpDestinationConfig, SqlDestinationConfig, load_sim_config
-from probe.transports.specs import HttpSource, MllpDestination, MllpSource, SqlDestination
+from probe.transports.http.spec import HttpSource
+from probe.transports.mllp.spec import MllpDestination, MllpSource
+from probe.transports.sql.spec import SqlDestination
 from tests.helpers import closed_port
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -304,6 +304,7 @@ BLOCKED_FIRST = Case(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+@pytest.mark.slow
 def test_incremental_equals_rebuild_equals_reference(
     case: Case, store_url: str, tmp_path: Path
 ) -> None:

@@ -15,12 +15,15 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from probe.sim import read_truth
 from probe.store import create_engine
 from probe.store.tables import probes
 from tests.helpers import fetch_rows, running, simulator, wait_for, write_config
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 PROBES = 110
 POLL = 0.1

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import select
 
 from probe.engine.daemon import Daemon, wait_started
@@ -23,6 +24,8 @@ from probe.report.stats import Month, build_report
 from probe.store import create_engine
 from probe.store.tables import incidents
 from tests.helpers import fetch_rows, simulator, wait_for, write_config
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 TZ = "Europe/Copenhagen"
 

@@ -31,12 +31,14 @@ from probe.config.models import resolve_flows
 from probe.errors import ConfigError, ProtocolError, TransportError
 from probe.model import ProbeMessage, Sighting, new_probe_id
 from probe.transports import Resources
-from probe.transports.http import HttpPollObserver
+from probe.transports.http.spec import HttpDestination
+from probe.transports.http.transport import HttpPollObserver
 from probe.transports.mllp import hl7v2
+from probe.transports.mllp.accept import close_writer
 from probe.transports.mllp.framing import END, START, FrameReader, frame
-from probe.transports.mllp.listener import PROBE_ID, MllpListener, close_writer
+from probe.transports.mllp.listener import PROBE_ID, MllpListener
+from probe.transports.mllp.spec import MllpSource
 from probe.transports.mllp.transport import Template
-from probe.transports.specs import HttpDestination, MllpSource
 
 DEMO = Path(__file__).parent.parent / "config" / "demo.yaml"
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
@@ -132,6 +134,7 @@ def _mutate(data: st.DataObject, document: Any) -> Any:
 
 @settings(FUZZ, max_examples=300)
 @given(data=st.data())
+@pytest.mark.slow
 def test_mutated_demo_config_is_a_config_or_located_problems(
     tmp_path: Path, data: st.DataObject
 ) -> None:

@@ -31,7 +31,7 @@ What is asserted (invariant 3, and the HA requirements of issue 6):
   adoption is really exercised). Every probe, the survivor's and the dead node's, ends with a
   result for its destination, and every result is `delivered` (the simulator loses
   nothing). The dead node's unresolved probes can only be resolved by the survivor adopting
-  them once overdue (`probe.engine.daemon.ADOPT_AFTER` past their deadline).
+  them once overdue (`probe.engine.recovery.ADOPT_AFTER` past their deadline).
 """
 
 from __future__ import annotations
@@ -46,9 +46,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
-from probe.engine.daemon import ADOPT_AFTER, ADOPT_EVERY
+from probe.engine.recovery import ADOPT_AFTER, ADOPT_EVERY
 from tests.helpers import (
     child_process,
     closed_port,
@@ -60,6 +61,8 @@ from tests.helpers import (
     wait_for_event,
     wait_ready,
 )
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 FLOWS = 20
 INTERVAL = 1.0
@@ -174,7 +177,7 @@ async def test_two_nodes_share_slots_and_survivor_carries_on(
         kill_at = int(started_at + KILL_AFTER) + 0.3
         open_at_kill: list[str] = []
         for _ in range(10):
-            await asyncio.sleep(kill_at - time.time())
+            await asyncio.sleep(kill_at - time.time())  # the moment of the kill is under test
             probe_rows, result_rows = await fetch_rows(postgres_url)
             done = {r.probe_id for r in result_rows}
             open_at_kill = [
@@ -185,8 +188,8 @@ async def test_two_nodes_share_slots_and_survivor_carries_on(
             kill_at += INTERVAL
         killed_at = time.time()
         await kill_process(node_b)
-        # At least 2 minutes in all; longer while the dead node's probes are unresolved
-        # and the survivor may still adopt them.
+        # At least 2 minutes in all (the run's length is under test); longer while the dead
+        # node's probes are unresolved and the survivor may still adopt them.
         await asyncio.sleep(max(0.0, started_at + MIN_RUN - time.time()))
         with contextlib.suppress(AssertionError):  # asserted below, after the other checks
             await wait_for(

@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 
-from tests.helpers import closed_port, fetch_rows, simulator, wait_for
+from tests.helpers import closed_port, fetch_rows, metric, simulator, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 TOKEN = "s3cr3t-token-value"
 
@@ -81,6 +84,20 @@ async def probe_process(config: Path, port: int) -> AsyncIterator[asyncio.subpro
             await proc.wait()
 
 
+async def _claimed(port: int, *, in_flight: int, in_all: int) -> bool:
+    """The daemon on ``port`` has ``in_flight`` probes in flight, ``in_all`` with the resolved."""
+    base = f"http://127.0.0.1:{port}"
+    waiting = await metric(base, "probe_in_flight")
+    return waiting >= in_flight and waiting + await metric(base, "probe_results_total") >= in_all
+
+
+async def _draining(port: int) -> bool:
+    """The daemon on ``port`` took a stop signal: its scheduler stopped, so it is not ready."""
+    async with httpx.AsyncClient() as client:
+        answer = await client.get(f"http://127.0.0.1:{port}/readyz")
+    return answer.status_code == 503 and answer.json()["checks"]["scheduler"] is False
+
+
 async def _finish(proc: asyncio.subprocess.Process, limit: float) -> tuple[int, str, str]:
     out, err = await asyncio.wait_for(proc.communicate(), timeout=limit)
     assert proc.returncode is not None
@@ -94,7 +111,8 @@ async def test_sigterm_drains_in_flight_probes_and_exits_0(tmp_path: Path) -> No
         config = _config(tmp_path, sim, port=port, timeout="3s", grace="10s")
         async with probe_process(config, port) as proc:
             proc.send_signal(signal.SIGHUP)  # must not kill it
-            await asyncio.sleep(1.5)  # several probes are now waiting for their 800 ms delay
+            # Several probes are now waiting for their 800 ms delay, after a few others.
+            await wait_for(lambda: _claimed(port, in_flight=2, in_all=5), limit=20)
             assert proc.returncode is None
             proc.send_signal(signal.SIGTERM)
             code, out, err = await _finish(proc, limit=15)
@@ -123,9 +141,9 @@ async def test_second_signal_exits_at_once_and_restart_resolves(tmp_path: Path) 
         port = closed_port()
         config = _config(tmp_path, sim, port=port, timeout="20s", grace="20s")
         async with probe_process(config, port) as proc:
-            await asyncio.sleep(0.5)
+            await wait_for(lambda: _claimed(port, in_flight=1, in_all=1), limit=20)
             proc.send_signal(signal.SIGTERM)
-            await asyncio.sleep(0.5)
+            await wait_for(lambda: _draining(port), limit=20)  # the first signal is taken
             proc.send_signal(signal.SIGINT)
             code, _, err = await _finish(proc, limit=5)
         assert code == 1, err

@@ -1,8 +1,10 @@
-"""The per-destination series (`probe.metrics.pair_series`) against prometheus_client itself.
+"""The exposition (`probe.metrics`) against prometheus_client itself.
 
-The daemon renders these series from its own compact state. Each test checks a property
-against an independent implementation: prometheus_client's own `Histogram`, its own
-`generate_latest`, its own text parser, and `promtool check metrics` when installed.
+The daemon renders the series per (flow, destination) and per flow from its own compact
+state (`pair_series`, `flow_series`), and the rest through prometheus_client's public
+`generate_latest`. Each test checks a property against an independent implementation:
+prometheus_client's own `Histogram`, its own `generate_latest`, its own text parser, and
+`promtool check metrics` when installed.
 """
 
 from __future__ import annotations
@@ -222,6 +224,36 @@ def test_forget_drops_the_pair_and_a_reload_keeps_the_counts() -> None:
         and dict(labels)["flow"] == "gs-labka"
     ]  # fmt: skip
     assert delivered == [1]
+
+
+def test_the_per_flow_gauges_follow_the_runner_and_go_with_their_flow() -> None:
+    metrics = Metrics(STATIC)
+    metrics.declare(_flows(["gs-labka", "gs-epm3"], ["labka"]))
+    gauges = metrics.flow("gs-labka")
+    gauges.in_flight += 2
+    gauges.in_flight -= 1
+    metrics.flow("gs-epm3").maintenance = 1.0
+    metrics.skip("gs-labka", "store")
+    text = metrics.exposition().decode()
+    assert _samples(text) == _samples(generate_latest(metrics.registry).decode())
+    by_flow = {
+        (name, dict(labels)["flow"]): value
+        for name, labels, value in _samples(text)
+        if name in {"probe_in_flight", "probe_maintenance", "probe_slots_skipped_total"}
+    }
+    assert by_flow == {
+        ("probe_in_flight", "gs-labka"): 1.0,
+        ("probe_in_flight", "gs-epm3"): 0.0,
+        ("probe_in_flight", "check-only"): 0.0,
+        ("probe_maintenance", "gs-labka"): 0.0,
+        ("probe_maintenance", "gs-epm3"): 1.0,
+        ("probe_maintenance", "check-only"): 0.0,
+        ("probe_slots_skipped_total", "gs-labka"): 1.0,
+    }
+    metrics.forget("gs-labka", ["labka"], whole=True)
+    flows = {dict(labels).get("flow") for _, labels, _ in _samples(metrics.exposition().decode())}
+    assert "gs-labka" not in flows
+    assert "gs-epm3" in flows
 
 
 def test_the_chunks_make_the_same_text_and_none_is_huge() -> None:

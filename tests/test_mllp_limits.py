@@ -33,11 +33,12 @@ from probe.model import new_probe_id
 from probe.store import create_engine
 from probe.store.migrate import upgrade
 from probe.store.tables import sightings
+from probe.transports.mllp import accept as mllp_accept
 from probe.transports.mllp import hl7v2
-from probe.transports.mllp import listener as mllp_listener
+from probe.transports.mllp.accept import close_writer
 from probe.transports.mllp.framing import START, FrameReader, frame
-from probe.transports.mllp.listener import MllpListener, close_writer
-from probe.transports.specs import MllpDestination
+from probe.transports.mllp.listener import MllpListener
+from probe.transports.mllp.spec import MllpDestination
 from tests.helpers import child_process, closed_port, log_events, probe_argv, wait_for, wait_ready
 
 LIMIT = 20.0  # no wait of a test may last longer than this
@@ -165,7 +166,7 @@ async def test_all_listeners_together_keep_to_a_share_of_the_descriptors(
     """Whatever their max_connections, two listeners together hold no more connections
     than `FD_SHARE` of the open-file limit (made 6 here), so /healthz keeps the rest."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    monkeypatch.setattr(mllp_listener, "FD_SHARE", 5.5 / soft)  # "fewer than 5.5" is 6
+    monkeypatch.setattr(mllp_accept, "FD_SHARE", 5.5 / soft)  # "fewer than 5.5" is 6
     with capture_logs() as logs:
         async with _listener(max_connections=100) as one, _listener(max_connections=100) as two:
             floods = [Flood(one.port), Flood(two.port)]

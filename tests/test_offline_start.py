@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from alembic import command
 from sqlalchemy import Connection
@@ -31,13 +32,17 @@ from tests.helpers import (
     fetch_rows,
     kill_process,
     log_events,
+    metric,
     probe_argv,
     proxied_postgres,
     simulator,
     stop_process,
+    wait_for,
     wait_for_event,
     wait_ready,
 )
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 FLOWS = 4
 INTERVAL = 0.25  # 16 probes/s
@@ -73,6 +78,16 @@ def _config(tmp_path: Path, url: str, sim: Any, server: int) -> dict[str, Any]:
     }
 
 
+async def _results(url: str, *, at_least: int, after: float = 0.0) -> bool:
+    """``url`` holds at least ``at_least`` results of slots after ``after`` (a Unix time)."""
+    _, result_rows = await fetch_rows(url)
+    return sum(r.slot_at.timestamp() > after for r in result_rows) >= at_least
+
+
+async def _backlog(server: int, *, at_least: int) -> bool:
+    return await metric(f"http://127.0.0.1:{server}", "probe_store_backlog") >= at_least
+
+
 async def test_a_restart_while_the_database_is_down_probes_and_loses_nothing(
     postgres_url: str, tmp_path: Path
 ) -> None:
@@ -87,21 +102,27 @@ async def test_a_restart_while_the_database_is_down_probes_and_loses_nothing(
             run = probe_argv("run", "-c", str(path))
             async with child_process(run, run1_log, cwd=tmp_path) as first:
                 await wait_ready(first, run1_log, server)
-                await asyncio.sleep(1.0)
+                await wait_for(lambda: _results(postgres_url, at_least=FLOWS), limit=30)
                 await proxy.cut()
                 await wait_for_event(first, run1_log, "store_offline")
-                await asyncio.sleep(1.0)
+                # Killed with probes in its spool that the database has not seen.
+                await wait_for(lambda: _backlog(server, at_least=2 * FLOWS), limit=30)
                 await kill_process(first)
             async with child_process(run, run2_log, cwd=tmp_path) as second:
                 await wait_for_event(second, run2_log, "store_offline_at_start")
                 await wait_for_event(second, run2_log, "started")
                 offline_from = time.time()
-                await asyncio.sleep(2.0)  # probing, with the database still away
+                # The time under test: the restarted run probes with the database away.
+                await asyncio.sleep(2.0)
                 offline_until = time.time()
                 await proxy.start()
                 await wait_for_event(second, run2_log, "store_recovered_after_start", limit=60)
+                recovered_at = time.time()
                 await wait_ready(second, run2_log, server, limit=30)
-                await asyncio.sleep(3 * INTERVAL)
+                # Probing goes on online: results of slots after the recovery are stored.
+                await wait_for(
+                    lambda: _results(postgres_url, at_least=FLOWS, after=recovered_at), limit=30
+                )
                 assert await stop_process(second, limit=30) == 0, run2_log.read_text()[-3000:]
     finally:
         await proxy.close()

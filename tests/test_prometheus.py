@@ -13,14 +13,13 @@ Without `prometheus`/`promtool` these tests skip, unless PROBE_REQUIRE_PROMTOOL 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ import pytest
 import yaml
 
 from probe.engine.daemon import Daemon
-from tests.helpers import closed_port, running, simulator, write_config
+from tests.helpers import closed_port, running, simulator, wait_for, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
@@ -106,6 +105,7 @@ def test_promtool_checks_the_rules_and_the_example_config() -> None:
     _run(promtool, "check", "config", str(PROMETHEUS_DIR / "prometheus.yml"))
 
 
+@pytest.mark.slow
 def test_promtool_unit_tests_pass() -> None:
     promtool = _tool("promtool")
     tests = sorted(str(p) for p in (PROMETHEUS_DIR / "tests").glob("*.yml"))
@@ -230,14 +230,6 @@ async def _alerts(client: httpx.AsyncClient) -> list[dict[str, Any]]:
     return alerts
 
 
-async def _poll(check: Callable[[], Awaitable[bool]], *, limit: float, what: str) -> None:
-    end = time.monotonic() + limit
-    while not await check():
-        if time.monotonic() > end:
-            raise AssertionError(f"{what}: not within {limit:.0f}s")
-        await asyncio.sleep(0.5)
-
-
 def _dest(name: str, base: str) -> dict[str, Any]:
     return {
         "name": name,
@@ -292,6 +284,9 @@ def _key(alert: dict[str, Any]) -> tuple[str, str, str, str]:
     )
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
+@pytest.mark.xdist_group("prometheus")
 async def test_an_outage_pages_and_its_end_resolves_the_page(
     prometheus: Prometheus, tmp_path: Path
 ) -> None:
@@ -311,7 +306,9 @@ async def test_an_outage_pages_and_its_end_resolves_the_page(
                 return ("ProbeErrorBudgetFastBurn", "gs-adt", "labka", "firing") in seen
 
             left = OUTAGE_SECONDS - (time.monotonic() - started)
-            await _poll(paging, limit=left, what="page for gs-adt -> labka during the outage")
+            await wait_for(
+                paging, limit=left, every=0.5, what="page for gs-adt -> labka during the outage"
+            )
             # The silence of maint-lab comes from maintenance, not from a lack of errors.
             maintenance = f'probe_maintenance{{flow="maint-lab",instance="{instance}"}} == 1'
             assert await _query(client, maintenance)
@@ -325,7 +322,7 @@ async def test_an_outage_pages_and_its_end_resolves_the_page(
                     _key(a)[:3] == ("ProbeErrorBudgetFastBurn", "gs-adt", "labka") for a in alerts
                 )
 
-            await _poll(resolved, limit=30, what="page resolved after the outage")
+            await wait_for(resolved, limit=30, every=0.5, what="page resolved after the outage")
             assert time.monotonic() - started > OUTAGE_SECONDS
 
     pages = {(flow, dest) for name, flow, dest, _ in seen if name == "ProbeErrorBudgetFastBurn"}
@@ -407,6 +404,7 @@ def test_the_dashboard_has_its_variables_and_panels() -> None:
     assert datasources["datasources"][0]["type"] == "prometheus"
 
 
+@pytest.mark.xdist_group("prometheus")
 async def test_every_dashboard_query_runs_against_prometheus(
     prometheus: Prometheus, tmp_path: Path
 ) -> None:
@@ -429,7 +427,7 @@ async def test_every_dashboard_query_runs_against_prometheus(
             ]
             return all([await _query(client, expr) for expr in ready])
 
-        await _poll(scraped, limit=30, what="the daemon's metrics in Prometheus")
+        await wait_for(scraped, limit=30, every=0.5, what="the daemon's metrics in Prometheus")
         for where, expr in queries:
             assert await _query(client, expr), f"{where}: no data for {expr}"
         for name, query in _variable_queries(dashboard).items():

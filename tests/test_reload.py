@@ -229,6 +229,7 @@ def _mllp_flow(engine: tuple[str, int], dest: str, port: int) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("moved", [False, True], ids=["same-listener", "moved-listener"])
+@pytest.mark.slow
 async def test_changed_mllp_flow_and_its_listener(tmp_path: Path, moved: bool) -> None:
     """Same address: old and new definitions share one listener, and closing the old observer
     leaves it open. New address: the old listener serves the probes in flight, then closes."""
@@ -367,6 +368,8 @@ async def test_reload_endpoint_needs_the_token(tmp_path: Path) -> None:
             assert "set server.api_token" in answer.json()["error"]
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 async def test_sighup_reloads_a_real_process(tmp_path: Path) -> None:
     port = closed_port()
     log = tmp_path / "probe.log"

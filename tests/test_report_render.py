@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from probe.report.models import MonthlyReport
 from probe.report.render import CSV_COLUMNS, FORMATS, LANGS, render
 from probe.report.render import formats as fmt
 
@@ -57,6 +58,27 @@ def test_every_format_renders_the_sample(sample: Report, form: Any, lang: Any) -
     text = render(sample, fmt=form, lang=lang)
     assert text.strip()
     assert "gs-adt" in text
+
+
+@pytest.mark.parametrize("form", [f for f in FORMATS if f != "json"])  # json: the dict as is
+def test_the_model_renders_as_the_json_it_was_read_from(sample: Report, form: Any) -> None:
+    model = MonthlyReport.model_validate(sample)
+    for lang in LANGS:
+        assert render(model, fmt=form, lang=lang) == render(sample, fmt=form, lang=lang)
+
+
+def test_a_newer_report_with_more_keys_still_renders(sample: Report) -> None:
+    """A key is only ever added: a renderer reads past one it does not know."""
+    sample["added"] = {"later": True}
+    sample["rows"][0]["added"] = 1
+    sample["rows"][0]["incidents"][0]["added"] = None
+    assert "| 7 Oct 2026 02:14 | 02:51 | 37 min | Lost |" in render(sample, fmt="md")
+
+
+def test_a_report_that_breaks_the_contract_is_a_value_error(sample: Report) -> None:
+    sample["rows"][0]["availability"] = "high"
+    with pytest.raises(ValueError, match="availability"):
+        render(sample, fmt="html")
 
 
 def test_json_round_trips(sample: Report) -> None:

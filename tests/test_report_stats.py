@@ -11,9 +11,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,6 +24,7 @@ from sqlalchemy import select
 
 from probe.config.models import Config
 from probe.model import Outcome, Result
+from probe.report.models import OUTCOMES, Incident, MonthlyReport, ReportRow
 from probe.report.render import render
 from probe.report.stats import build_report
 from probe.store import create_engine, open_store
@@ -29,6 +32,7 @@ from probe.store.housekeeping import rebuild_rollups
 from probe.store.sketch import Sketch
 from probe.store.tables import incidents, rollups
 
+CONTRACT = Path(__file__).parent.parent / "docs" / "report-json.md"
 CPH = ZoneInfo("Europe/Copenhagen")
 STEP = timedelta(minutes=10)
 NOW = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)  # a fixed time after the month
@@ -405,6 +409,24 @@ def _rows(report: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
 # --- the tests ------------------------------------------------------------------------------
 
 
+def test_the_report_counts_every_outcome() -> None:
+    assert tuple(outcome.value for outcome in Outcome) == OUTCOMES
+
+
+def test_the_models_hold_every_key_the_contract_documents() -> None:
+    """docs/report-json.md and `probe.report.models` name the same keys."""
+    text = CONTRACT.read_text(encoding="utf-8")
+
+    def keys(section: str) -> set[str]:
+        """The keys in the first column of the table under ``## section``."""
+        body = text.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+        return {re.split(r"[.\[]", key)[0] for key in re.findall(r"^\| `([^`]+)`", body, re.M)}
+
+    assert keys("Top level") == set(MonthlyReport.model_fields)
+    assert keys("A row") | {"flow", "destination"} == set(ReportRow.model_fields)
+    assert keys("An incident") == set(Incident.model_fields)
+
+
 def test_the_scenario_is_what_it_claims() -> None:
     """Guards on the scenario itself, so the expectations below mean what they say."""
     assert timedelta(hours=745) == END - START
@@ -499,6 +521,8 @@ async def test_monthly_report_matches_the_scenario(store_url: str) -> None:
     check = rows[("labka-api", "")]
     assert check["no_data"] is True
     assert check["availability"] is None
+    # The contract reads back into its models unchanged: the renderers' one input.
+    assert MonthlyReport.model_validate(report).model_dump(mode="json") == report
 
     # Rebuilt from raw rows, rollups and incidents give the identical report.
     tables = await _derived_tables(store_url)

@@ -144,6 +144,8 @@ async def _all_flows_resolved(daemon: Daemon) -> bool:
     return {r.flow for r in rows} >= set(FLOWS)
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 async def test_a_canary_secret_appears_nowhere(
     store_url: str, canary_env: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:

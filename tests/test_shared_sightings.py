@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from probe.engine.daemon import Daemon, wait_started
@@ -21,6 +22,8 @@ from probe.store import create_engine
 from probe.store.migrate import upgrade
 from probe.store.tables import sightings
 from tests.helpers import closed_port, fetch_rows, simulator, wait_for, write_config
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 PROBES = 30
 

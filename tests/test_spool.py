@@ -17,13 +17,14 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from structlog.testing import capture_logs
 
 from probe.errors import StoreError
 from probe.model import Outcome, Result, Sighting, new_probe_id
 from probe.store import ProbeRow, SentRow, Store, create_engine, open_store
-from probe.store.spool import Spool, UnknownVersion, decode, encode, read
+from probe.store.spool import BadRecord, Spool, UnknownVersion, decode, encode, read
 from probe.store.tables import probes, results, sightings, spool_marks
-from tests.helpers import closed_port
+from tests.helpers import closed_port, wait_for
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 
@@ -128,6 +129,108 @@ def test_records_carry_a_version_and_an_unknown_one_is_refused(tmp_path: Path) -
         list(read(path, 0))  # refused, not skipped: a newer daemon replays it
 
 
+def _damaged(change: dict[str, object], *, drop: tuple[str, ...] = ()) -> bytes:
+    """The record of a result, changed: ``change`` set, ``drop`` taken out."""
+    record = json.loads(encode(_result(_claim("f", T0)))) | change
+    return json.dumps({k: v for k, v in record.items() if k not in drop}).encode() + b"\n"
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        pytest.param(_damaged({}, drop=("flow",)), "invalid 'result' record: flow: Field required",
+                     id="missing-field"),
+        pytest.param(_damaged({}, drop=("flow", "slot")),
+                     "invalid 'result' record: flow: Field required; slot: Field required",
+                     id="missing-fields"),
+        pytest.param(_damaged({"duplicates": "0"}),
+                     "invalid 'result' record: duplicates: Input should be a valid integer",
+                     id="wrong-type"),
+        pytest.param(_damaged({"colour": "red"}),
+                     "invalid 'result' record: colour: Extra inputs are not permitted",
+                     id="unknown-field"),
+        pytest.param(_damaged({"outcome": "fine"}),
+                     "invalid 'result' record: outcome: Input should be 'delivered', 'late', "
+                     "'lost', 'send_error' or 'observe_error'", id="unknown-outcome"),
+        pytest.param(_damaged({"k": "ack"}),
+                     "invalid 'ack' record: Input tag 'ack' found using 'k' does not match any "
+                     "of the expected tags: 'claim', 'sent', 'sighting', 'result'",
+                     id="unknown-kind"),
+        pytest.param(_damaged({}, drop=("k",)),
+                     "invalid 'untyped' record: Unable to extract tag using discriminator 'k'",
+                     id="no-kind"),
+        pytest.param(b"{not json}\n", "not JSON: b'{not json}\\n'", id="not-json"),
+        pytest.param(b"[1, 2]\n", "not a JSON object: b'[1, 2]\\n'", id="not-an-object"),
+    ],
+)  # fmt: skip
+def test_a_damaged_record_is_refused_with_what_is_wrong(line: bytes, error: str) -> None:
+    with pytest.raises(BadRecord) as refused:
+        decode(line)
+    assert str(refused.value) == error
+
+
+def test_a_record_missing_a_field_is_reported_and_counted_never_dropped_silently(
+    tmp_path: Path,
+) -> None:
+    a, b = _claim("f", T0), _claim("f", T0 + timedelta(seconds=1))
+    path = tmp_path / "spool-x.jsonl"
+    path.write_bytes(encode(a) + _damaged({}, drop=("flow",)) + encode(b))
+    skipped: list[str] = []
+    with capture_logs() as logs:
+        found = list(read(path, 0, skipped=skipped.append))
+    assert [s.item for s in found] == [a, b]  # the rest is read
+    assert skipped == ["spool_damaged"]  # counted (probe_store_dropped_total)
+    bad = [e for e in logs if e["event"] == "spool_bad_record"]
+    assert [(e["log_level"], e["file"], e["error"]) for e in bad] == [
+        ("error", "spool-x.jsonl", "invalid 'result' record: flow: Field required")
+    ]
+    assert bad[0]["at"] == len(encode(a)) + len(_damaged({}, drop=("flow",)))
+
+
+def test_records_of_earlier_daemons_are_read() -> None:
+    """Written before versions, before ``span`` and ``adhoc``, by the hand-written encoder
+    (offsets as ``+00:00``): all version 1."""
+    lines = [
+        b'{"k":"claim","probe_id":"PR1","flow":"f","slot_at":"2026-11-26T08:00:00+00:00",'
+        b'"claimed_at":"2026-11-26T08:00:00+00:00","deadline_at":"2026-11-26T08:00:05+00:00",'
+        b'"node":"a"}\n',
+        b'{"k":"sighting","probe_id":"PR1","destination":"labka",'
+        b'"seen_at":"2026-11-26T08:00:00.100000+00:00","count":1,"arrived_at":null}\n',
+        b'{"k":"result","probe_id":"PR1","flow":"f","destination":"labka",'
+        b'"outcome":"delivered","latency":0.1,"latency_clock":"monotonic","duplicates":0,'
+        b'"reason":null,"slot":"2026-11-26T08:00:00+00:00",'
+        b'"resolved_at":"2026-11-26T08:00:01+00:00","mismatch":null,"maintenance":false,"v":1}\n',
+    ]
+    row = _claim("f", T0, "PR1")
+    assert [decode(line) for line in lines] == [row, _sighting(row), _result(row)]
+
+
+async def test_a_newer_daemons_record_stops_the_replay_of_its_file_and_loses_nothing(
+    store_url: str, tmp_path: Path
+) -> None:
+    """What comes before it is replayed; the file is kept whole, for a daemon that reads
+    version 2, and replaying it again writes nothing twice."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    rows = [_claim("gs-adt", T0 + timedelta(seconds=i)) for i in range(3)]
+    newer = json.dumps(json.loads(encode(_result(rows[0]))) | {"v": 2}).encode() + b"\n"
+    orphan = spool / "spool-newer-1.jsonl"
+    orphan.write_bytes(encode(rows[0]) + encode(rows[1]) + newer + encode(rows[2]))
+    whole = orphan.read_bytes()
+    for _ in range(2):  # a restart tries again, from the committed mark
+        store = await open_store(store_url, flush_interval=0.05, spool=spool, node="a")
+        store.start()
+        with capture_logs() as logs:
+            assert await store.recover() == 0  # the file is not replayed
+        await store.close()
+        refused = [e for e in logs if e["event"] == "spool_not_replayed"]
+        assert [(e["log_level"], e["file"], e["error"]) for e in refused] == [
+            ("error", orphan.name, "spool record version 2; this daemon reads 1")
+        ]
+        assert orphan.read_bytes() == whole
+        assert await _counts(store_url) == (2, 0, 0)
+
+
 async def test_a_torn_tail_is_cut_at_start_and_counted(store_url: str, tmp_path: Path) -> None:
     """A record cut short by a crash is cut off the orphan before the replay, so appends
     never follow half a line, and the cut is counted."""
@@ -156,13 +259,12 @@ async def test_crash_replays_only_what_was_not_committed(store_url: str, tmp_pat
         assert await first.claim(row)
         first.add_sighting(_sighting(row))
         first.add_result(_result(row))
-    for _ in range(200):
-        if not first.backlog:
-            break
-        await asyncio.sleep(0.05)
+    await wait_for(lambda: not first.backlog, limit=10, every=0.05)
     first.flush_interval = 3600  # what follows stays in the spool only
     first.batch_size = 10_000
-    await asyncio.sleep(0.1)  # the write loop is waiting on the long interval now
+    # Not a wait for an event: its short wait (0.05 s) times out before this sleep ends, and
+    # the write loop is then waiting on the long interval.
+    await asyncio.sleep(0.1)
     for row in rows[100:]:
         assert await first.claim(row)
         first.add_sighting(_sighting(row))

@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import func, select
 
 from probe.model import Outcome, Result
-from probe.store import ProbeRow, SentRow, create_engine, open_store, repository
+from probe.store import ProbeRow, SentRow, backlog, create_engine, open_store
 from probe.store.tables import probes, results
 from tests.helpers import fetch_rows, proxied_postgres, running, simulator, wait_for, write_config
 
@@ -126,6 +126,8 @@ def _sample(text: str, name: str, **labels: str) -> float:
     return total
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 async def test_the_daemon_probes_through_a_full_disk_and_an_outage(
     postgres_url: str, small_disk: Path, tmp_path: Path
 ) -> None:
@@ -204,7 +206,7 @@ async def test_past_the_memory_bound_items_are_dropped_and_counted_never_claims(
 ) -> None:
     """Disk full and memory full: the oldest non-claim items go, each counted; no claim is
     ever dropped, and nothing is lost without being counted."""
-    monkeypatch.setattr(repository, "MEMORY_LIMIT", 500)
+    monkeypatch.setattr(backlog, "MEMORY_LIMIT", 500)
     proxy, proxied = await proxied_postgres(postgres_url)
     store = await open_store(proxied, flush_interval=0.05, spool=small_disk / "spool", node="a")
     drops: list[str] = []

@@ -199,6 +199,8 @@ def _check_row(page: _States, flow: str, dest: str, state: str, label: str) -> N
     assert label in row["text"], (flow, dest, row["text"])
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 async def test_healthy_systems_are_all_green(tmp_path: Path, chromium: str) -> None:
     async with simulator(HEALTHY_SIM) as sim:
         loaded = write_config(tmp_path, _config(tmp_path, sim, outage=False))
@@ -228,6 +230,8 @@ OUTAGE = {
 }
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 async def test_an_outage_shows_red_amber_and_maintenance(tmp_path: Path, chromium: str) -> None:
     bad = {("gs-orders", "labka-orders", h): Outcome.LATE for h in (1, 2)}
     bad |= {("gs-adt", "labka", 9): Outcome.LOST}

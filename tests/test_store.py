@@ -252,7 +252,7 @@ async def _write_mixed(url: str) -> None:
             if i % 5 == 0:
                 store.add_result(written[i // 2])  # a replay, in this batch or a later one
             if i % 100 == 0:
-                await asyncio.sleep(0.02)  # let batches of several sizes go
+                await asyncio.sleep(0.02)  # pacing, not waiting: batches of several sizes go
     finally:
         await store.close()
 

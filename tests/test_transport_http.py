@@ -20,8 +20,8 @@ from probe.errors import CheckFailed, ConnectError, TransportTimeout
 from probe.logs import REDACTED, Redactor
 from probe.model import ProbeMessage, new_probe_id
 from probe.transports import Resources
-from probe.transports.http import HttpPollObserver, HttpProbeSource
-from probe.transports.specs import HttpDestination
+from probe.transports.http.spec import HttpDestination
+from probe.transports.http.transport import HttpPollObserver, HttpProbeSource
 from tests.helpers import closed_port, running, simulator, wait_for, write_config
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
@@ -167,7 +167,7 @@ class Server:
                 self.requests.append(request)
                 reply = self.answer(request)
                 if reply is None:
-                    await asyncio.sleep(3600)
+                    await asyncio.sleep(3600)  # a server that never answers: the case under test
                     return
                 writer.write(reply)
                 await writer.drain()

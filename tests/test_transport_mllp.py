@@ -28,13 +28,15 @@ from probe.config.models import DestinationSpec
 from probe.errors import CheckFailed, ConnectError, ProtocolError
 from probe.model import ProbeMessage, Sighting, new_probe_id
 from probe.transports import Resources, make_observer, make_source
+from probe.transports.mllp import arrivals as mllp_arrivals
 from probe.transports.mllp import hl7v2
-from probe.transports.mllp import listener as mllp_listener
+from probe.transports.mllp import raw as mllp_raw
+from probe.transports.mllp.accept import close_writer
 from probe.transports.mllp.framing import END, START, FrameReader, frame
-from probe.transports.mllp.listener import MllpListener, close_writer
+from probe.transports.mllp.listener import MllpListener
+from probe.transports.mllp.spec import MllpDestination, MllpSource
 from probe.transports.mllp.transport import MllpObserver, MllpProbeSource, Template, read_ack
-from probe.transports.specs import MllpDestination, MllpSource
-from tests.helpers import closed_port
+from tests.helpers import closed_port, wait_for
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 NAME = "Testperson^Ææ Øø Åå"
@@ -446,7 +448,8 @@ async def test_a_connection_closed_by_the_peer_while_idle_is_replaced() -> None:
             await source.send(_probe())
             async with asyncio.timeout(LIMIT):
                 await server.closed.wait()
-            await asyncio.sleep(0.05)  # let the close reach the source's side
+            # The close reached the source's side: the idle connection reads as closed.
+            await wait_for(lambda: source._conn is None or source._conn.stale, limit=LIMIT)
             receipt = await source.send(_probe())
         finally:
             await source.aclose()
@@ -744,7 +747,7 @@ async def test_an_arrival_before_expect_is_found_with_its_own_time() -> None:
             writer.write(_message(probe_id))
             await read_replies(reader, 1)
             acked = time.monotonic()
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # the arrival is old when `expect` starts: the time under test
         sighting = await observer.expect(_probe(probe_id), time.monotonic() + LIMIT)
     assert sighting is not None
     # Stamped when the frame was read: between our write and the ACK coming back.
@@ -810,15 +813,16 @@ async def test_closing_the_listener_ends_waiting_with_an_error() -> None:
     observer = MllpObserver(_destination(), resources)
     await observer.start()
     waiting = asyncio.create_task(observer.expect(_probe(), time.monotonic() + LIMIT))
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0)  # one turn of the loop: `expect` runs until it waits for arrivals
+    assert not waiting.done()
     await resources.aclose()
     with pytest.raises(ConnectError):
         await asyncio.wait_for(waiting, LIMIT)
 
 
 async def test_old_arrivals_are_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mllp_listener, "ARRIVAL_TTL", 0.0)
-    monkeypatch.setattr(mllp_listener, "_PRUNE_EVERY", 0.0)
+    monkeypatch.setattr(mllp_arrivals, "ARRIVAL_TTL", 0.0)
+    monkeypatch.setattr(mllp_arrivals, "_PRUNE_EVERY", 0.0)
     old, new = new_probe_id(), new_probe_id()
     async with listening(_destination()) as (observer,):
         async with client(observer.listener.port) as (reader, writer):
@@ -856,14 +860,14 @@ _FIELDS = ["MSH-1", "MSH-2", "MSH-3", "MSH-9", "MSH-10", "MSH-12", "MSH-40", "PI
 @pytest.mark.parametrize("text", _READ_ALIKE)
 def test_raw_fields_and_acks_read_as_the_hl7_package_reads_them(text: str) -> None:
     parsed = hl7v2.parse(text)
-    raw = mllp_listener.RawMessage.of(text)
+    raw = mllp_raw.RawMessage.of(text)
     if raw is None:  # other separators: these go through the hl7 package
         assert not text.startswith("MSH|^~\\&|")
     else:
         assert {name: raw.field(name) for name in _FIELDS} == {
             name: hl7v2.field_text(parsed, name) for name in _FIELDS
         }
-        assert raw.is_reply() is mllp_listener._is_reply(parsed)
+        assert raw.is_reply() is mllp_raw.is_reply(parsed)
     try:
         expected: object = hl7v2.read_ack(text)
     except ProtocolError as exc:
@@ -877,7 +881,7 @@ def test_raw_fields_and_acks_read_as_the_hl7_package_reads_them(text: str) -> No
 
 @pytest.mark.parametrize("text", ["", "MSH", " MSH|^~\\&|A\rMSA|AA|x", "HTTP/1.1 200 OK\r\n"])
 def test_text_that_is_not_plain_hl7_is_left_to_the_hl7_package(text: str) -> None:
-    assert mllp_listener.RawMessage.of(text) is None
+    assert mllp_raw.RawMessage.of(text) is None
 
 
 @pytest.mark.parametrize("message", ["adt_a08", "orm_o01"])
@@ -970,7 +974,7 @@ def _masked(ack: str) -> str:
     ],
 )
 def test_raw_acks_are_what_the_hl7_package_makes(text: str) -> None:
-    raw = mllp_listener.RawMessage.of(text)
+    raw = mllp_raw.RawMessage.of(text)
     assert raw is not None
     try:
         expected: str | None = _masked(hl7v2.ack(hl7v2.parse(text), "AA"))

@@ -18,8 +18,8 @@ from probe.errors import CheckFailed, ConfigError, ConnectError, TransportError
 from probe.model import ProbeMessage, new_probe_id
 from probe.store import create_engine
 from probe.transports import Resources, make_source
-from probe.transports.specs import SqlDestination, SqlSource
-from probe.transports.sql import SqlPollObserver, SqlProbeSource, read_time
+from probe.transports.sql.spec import SqlDestination, SqlSource
+from probe.transports.sql.transport import SqlPollObserver, SqlProbeSource, read_time
 from tests.helpers import closed_port, fetch_rows, running, wait_for, write_config
 
 NOW = datetime(2026, 11, 26, 10, 0, 0, 123456, tzinfo=UTC)
@@ -199,8 +199,11 @@ async def test_a_missing_table_is_an_sql_error(db_url: str, resources: Resources
 async def test_observer_recovers_when_the_table_appears(db_url: str, resources: Resources) -> None:
     probe = message()
     query = "SELECT * FROM late_inbox WHERE probe_id = :probe_id"
-    watching = asyncio.create_task(observer(db_url, resources, query).expect(probe, soon(10)))
-    await asyncio.sleep(0.3)  # several polls fail meanwhile
+    watcher = observer(db_url, resources, query)
+    failed: list[object] = []
+    event.listen(watcher.db.engine.sync_engine, "handle_error", failed.append)
+    watching = asyncio.create_task(watcher.expect(probe, soon(10)))
+    await wait_for(lambda: len(failed) >= 3, limit=5, every=0.01)  # several polls fail
     assert not watching.done()
     await run_sql(db_url, "CREATE TABLE late_inbox (probe_id text)")
     await run_sql(db_url, "INSERT INTO late_inbox VALUES (:probe_id)", probe_id=probe.probe_id)

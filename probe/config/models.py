@@ -1,7 +1,10 @@
 """The config file's shape (pydantic models) and its resolution into flow specs.
 
 The YAML side (line numbers, ``${ENV}``, ``*_file`` secrets) lives in `probe.config.loader`;
-this module only knows the structure. Every model rejects unknown keys.
+this module only knows the structure, and the ``maintenance:`` windows are in
+`probe.config.maintenance`. Every model rejects unknown keys, and every key has a
+description: docs/config-reference.md is generated from them
+(``python scripts/gen_config_reference.py``).
 
 Values are layered: a destination's ``slo`` overrides its flow's, which overrides
 ``defaults.slo``; the same holds for ``interval``, ``timeout``, ``poll`` and
@@ -13,73 +16,118 @@ from __future__ import annotations
 import re
 import zoneinfo
 from dataclasses import dataclass
-from datetime import datetime
-from functools import partial
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from probe.durations import MAX_DURATION, Duration, Interval, parse_duration
-from probe.transports.specs import (
-    NAME_PATTERN,
-    SLO,
-    HttpDestination,
-    HttpSource,
-    MllpDestination,
-    MllpSource,
-    Model,
-    SqlDestination,
-    SqlSource,
-    check_listen,
-)
+from probe.config.maintenance import MaintenanceWindow
+from probe.durations import Duration, Interval, LongDuration
+from probe.transports.http.spec import HttpDestination, HttpSource
+from probe.transports.mllp.spec import MllpDestination, MllpSource
+from probe.transports.registry import transports
+from probe.transports.spec import NAME_PATTERN, SLO, Model, check_listen
+from probe.transports.sql.spec import SqlDestination, SqlSource
 
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _RESERVED_LABELS = {"flow", "destination", "outcome", "le", "job", "instance"}
 T = TypeVar("T")
-_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 MAX_IN_FLIGHT = 10_000  # per flow; far beyond what a schedule and a deadline need
 MAX_BATCH_SIZE = 100_000  # rows in one write
-MAX_LONG_DURATION = 10 * MAX_DURATION  # 3660d: ten years of raw results, or of maintenance
-# A one-off maintenance window's years, as the API's months: start + 3660d stays a datetime.
-YEARS = (1970, 2999)
 # The drivers `probe.store.open_store` can open: asyncio ones, SQLite or PostgreSQL. A bare
 # ``postgresql://`` is left out: its driver depends on the SQLAlchemy version.
 STORE_DRIVERS = ("sqlite+aiosqlite", "postgresql+psycopg")
 _STORE_USE = "use sqlite+aiosqlite:///FILE or postgresql+psycopg://user@host/db"
 
 
-LongDuration = Annotated[float, BeforeValidator(partial(parse_duration, maximum=MAX_LONG_DURATION))]
-"""Like `Duration`, up to `MAX_LONG_DURATION` (3660d) rather than 366d."""
-
-Source = Annotated[HttpSource | MllpSource | SqlSource, Field(discriminator="type")]
-Destination = Annotated[
-    HttpDestination | MllpDestination | SqlDestination, Field(discriminator="type")
-]
+if TYPE_CHECKING:  # the built-in transports; at run time, every one the registry has
+    Source = Annotated[HttpSource | MllpSource | SqlSource, Field(discriminator="type")]
+    Destination = Annotated[
+        HttpDestination | MllpDestination | SqlDestination, Field(discriminator="type")
+    ]
+else:
+    Source = transports().source_union()
+    Destination = transports().destination_union()
 
 
 class Defaults(Model):
-    interval: Interval = 60.0
-    timeout: Duration = 300.0
-    send_timeout: Duration = 30.0
-    poll: Interval = 1.0
-    max_in_flight: int = Field(default=10, ge=1, le=MAX_IN_FLIGHT)
-    slo: SLO = SLO(latency=30.0, objective=0.995)
+    """``defaults:``, the values of every flow and destination that sets none of its own."""
+
+    interval: Interval = Field(
+        default=60.0, description="The time between slots, for a flow with no `cron`."
+    )
+    timeout: Duration = Field(
+        default=300.0,
+        description="The deadline after the send: a probe not seen by then is `lost`.",
+    )
+    send_timeout: Duration = Field(
+        default=30.0,
+        description="The longest a send (an HTTP reply, an MLLP ACK) may take, within the "
+        "deadline. After it the result is `send_error` with reason `timeout`.",
+    )
+    poll: Interval = Field(
+        default=1.0, description="How often an HTTP or SQL destination is polled."
+    )
+    max_in_flight: int = Field(
+        default=10,
+        ge=1,
+        le=MAX_IN_FLIGHT,
+        description="The most unresolved probes per flow. A slot that fires at the limit is "
+        "skipped and counted in `probe_slots_skipped_total`.",
+    )
+    slo: SLO = Field(
+        default=SLO(latency=30.0, objective=0.995),
+        description="The service level objective: seen within `latency` is `delivered`, later "
+        "is `late`; `objective` is the target share of good results.",
+    )
 
 
 class Flow(Model):
-    name: str = Field(pattern=NAME_PATTERN)
-    description: str = ""
-    interval: Interval | None = None
-    cron: str | None = None
-    timeout: Duration | None = None
-    send_timeout: Duration | None = None
-    max_in_flight: int | None = Field(default=None, ge=1, le=MAX_IN_FLIGHT)
-    slo: SLO = SLO()
-    source: Source
-    destinations: list[Destination] = []
+    """One flow: a source the probe is injected into, and the destinations it should reach."""
+
+    name: str = Field(
+        pattern=NAME_PATTERN,
+        description="Unique among the flows; the `flow` label. Lowercase letters, digits, "
+        "`.`, `_` and `-`, at most 63 characters.",
+    )
+    description: str = Field(default="", description="Free text for people.")
+    interval: Interval | None = Field(
+        default=None,
+        description="The time between slots (default: `defaults.interval`). Slots are "
+        "aligned to the Unix epoch, so two daemons agree on every slot.",
+    )
+    cron: str | None = Field(
+        default=None,
+        description="A crontab line, such as `*/5 * * * *`, in `timezone`. Give either this "
+        "or `interval`, not both.",
+    )
+    timeout: Duration | None = Field(
+        default=None, description="The deadline (default: `defaults.timeout`)."
+    )
+    send_timeout: Duration | None = Field(
+        default=None,
+        description="The longest a send may take (default: `defaults.send_timeout`).",
+    )
+    max_in_flight: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_IN_FLIGHT,
+        description="The most unresolved probes (default: `defaults.max_in_flight`).",
+    )
+    slo: SLO = Field(
+        default=SLO(),
+        description="Either key may be left to `defaults.slo`. For a check, it applies to "
+        "the reply time.",
+    )
+    source: Source = Field(description="Where the probe is injected; its keys depend on `type`.")
+    destinations: list[Destination] = Field(
+        default=[],
+        description="Where its arrival is watched; each one's keys depend on its `type`, and "
+        "names are unique within the flow. With none, the flow is a check: the source's "
+        "reply is the result.",
+    )
 
     @field_validator("cron")
     @classmethod
@@ -99,101 +147,58 @@ class Flow(Model):
         return self
 
 
-class Weekly(Model):
-    day: str
-    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
-    duration: Duration
-
-    @field_validator("day")
-    @classmethod
-    def _day(cls, day: str) -> str:
-        if day.lower() not in _WEEKDAYS:
-            raise ValueError(f"unknown day {day!r} (expected monday..sunday)")
-        return day.lower()
-
-
-class Monthly(Model):
-    """``{day: 1, start: "02:00", duration: 2h}``; ``day: -1`` is the month's last day."""
-
-    day: int = Field(ge=-31, le=31)
-    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
-    duration: Duration
-
-    @field_validator("day")
-    @classmethod
-    def _not_zero(cls, day: int) -> int:
-        if day == 0:
-            raise ValueError("day must be 1..31, or -1..-31 counted from the month's end")
-        return day
-
-
-class Once(Model):
-    """``{start: "2026-12-01T22:00", end: "2026-12-02T02:00"}`` (or ``duration``)."""
-
-    start: str  # ISO 8601; without an offset it is local time in the config's time zone
-    end: str | None = None
-    duration: LongDuration | None = None
-
-    @field_validator("start", "end")
-    @classmethod
-    def _iso(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            year = datetime.fromisoformat(value).year
-        except ValueError:
-            raise ValueError(
-                f"invalid time {value!r}: use ISO 8601, e.g. 2026-12-01T22:00"
-            ) from None
-        if not YEARS[0] <= year <= YEARS[1]:
-            raise ValueError(f"invalid time {value!r}: the year must be {YEARS[0]} to {YEARS[1]}")
-        return value
-
-    @model_validator(mode="after")
-    def _end_or_duration(self) -> Once:
-        if (self.end is None) == (self.duration is None):
-            raise ValueError("give exactly one of end or duration")
-        if self.end is not None and datetime.fromisoformat(self.end).replace(
-            tzinfo=None
-        ) <= datetime.fromisoformat(self.start).replace(tzinfo=None):
-            raise ValueError("end must be after start")
-        return self
-
-
-class MaintenanceWindow(Model):
-    name: str
-    flows: list[str] = ["*"]  # glob patterns on flow names
-    weekly: Weekly | None = None
-    monthly: Monthly | None = None
-    once: Once | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> MaintenanceWindow:
-        given = [k for k in ("weekly", "monthly", "once") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError("give exactly one of weekly, monthly or once")
-        return self
-
-
 class Retention(Model):
-    raw: LongDuration = 90 * 86400.0
+    """``retention: {raw: 90d}``."""
+
+    raw: LongDuration = Field(
+        default=90 * 86400.0,
+        description="How long raw probes, sightings and results are kept; the daemon prunes "
+        "older rows every hour (also `probe db prune`). Hourly rollups and incidents are "
+        "never pruned, so reports on past months keep working.",
+    )
 
 
 class Store(Model):
-    url: str = "sqlite+aiosqlite:///probe.db"
-    retention: Retention = Retention()
-    flush_interval: Interval = 0.2
-    batch_size: int = Field(default=2000, ge=1, le=MAX_BATCH_SIZE)
-    # Where writes are spooled while the database is away; by default next to a SQLite
-    # file (probe.db.spool), or ./probe-spool/<store> for PostgreSQL.
-    spool_dir: str | None = None
-    # Look in the store for sightings other daemons' MLLP listeners recorded
-    # (active-active); by default on for PostgreSQL, the store daemons share.
-    shared_sightings: bool | None = None
-    # Claim a slot locally while the database is away (probing goes on, and a slot two
-    # daemons claimed both ways is probed twice); false: skip it, counted, so each slot is
-    # probed once (daemons sharing a store, when that matters more than coverage).
-    local_claims: bool = True
+    """``store:``, the SQL database of probes and results, and its local spool."""
+
+    url: str = Field(
+        default="sqlite+aiosqlite:///probe.db",
+        description="A SQLAlchemy URL: `sqlite+aiosqlite:///FILE` (a relative path is "
+        "relative to the working folder) or `postgresql+psycopg://user@host:5432/db`. Other "
+        "drivers are config errors.",
+    )
+    retention: Retention = Field(default=Retention(), description="How long rows are kept.")
+    flush_interval: Interval = Field(
+        default=0.2,
+        description="The longest a sighting or result waits before a batched write; also how "
+        "often the spool is fsynced.",
+    )
+    batch_size: int = Field(
+        default=2000,
+        ge=1,
+        le=MAX_BATCH_SIZE,
+        description="The most rows in one write; a full batch is written at once.",
+    )
+    spool_dir: str | None = Field(
+        default=None,
+        description="The local spool every write passes through, also while the database is "
+        "away. It belongs to one store: keep it on a persistent local disk. By default next "
+        "to a SQLite file (`probe.db.spool/`), or `./probe-spool/<host>-<port>-<db>-<hash>/` "
+        "for PostgreSQL.",
+    )
+    shared_sightings: bool | None = Field(
+        default=None,
+        description="Whether a daemon waiting at an MLLP destination also looks in the store "
+        "(every 0.5 s) for what other daemons' listeners recorded (active-active). By "
+        "default on for PostgreSQL, off for SQLite.",
+    )
+    local_claims: bool = Field(
+        default=True,
+        description="While the database is away, claim slots locally and spool them: probing "
+        "goes on, and two daemons sharing a store may both probe a slot. `false`: such a "
+        'slot is skipped and counted (`probe_slots_skipped_total{reason="store"}`), so '
+        "each slot is probed once.",
+    )
 
     @field_validator("url")
     @classmethod
@@ -214,10 +219,19 @@ class Store(Model):
 
 
 class Server(Model):
-    listen: str = "127.0.0.1:9464"
-    # Bearer token for mutating API calls (POST /api/v1/flows/{flow}/run); none disables
-    # them. A secret: give it as api_token_file or ${ENV}.
-    api_token: str | None = None
+    """``server:``, the HTTP server of the status page, the API and the metrics."""
+
+    listen: str = Field(
+        default="127.0.0.1:9464",
+        description="`HOST:PORT` to listen on; port 0 takes a free one, `[::1]:9464` is IPv6. "
+        "Keep it on loopback or a management network.",
+    )
+    api_token: str | None = Field(
+        default=None,
+        description="The bearer token of the mutating API calls (`POST "
+        "/api/v1/flows/{flow}/run`, `POST /-/reload`); without it they are disabled. A "
+        "secret: give it as `api_token_file` or `${ENV}`.",
+    )
 
     @field_validator("listen")
     @classmethod
@@ -231,14 +245,35 @@ class Server(Model):
 
 
 class Config(Model):
-    timezone: str = "UTC"
-    store: Store = Store()
-    server: Server = Server()
-    shutdown_grace: Duration = 30.0
-    defaults: Defaults = Defaults()
-    labels: dict[str, str] = {}
-    maintenance: list[MaintenanceWindow] = []
-    flows: list[Flow] = []
+    """The whole config file."""
+
+    timezone: str = Field(
+        default="UTC",
+        description="The IANA time zone of cron schedules, maintenance windows and reports, "
+        "such as `Europe/Copenhagen`.",
+    )
+    store: Store = Field(default=Store(), description="Where probes and results are kept.")
+    server: Server = Field(default=Server(), description="The HTTP server.")
+    shutdown_grace: Duration = Field(
+        default=30.0,
+        description="On SIGTERM, how long to wait for the probes in flight. Above `timeout`, "
+        "every probe resolves before the exit.",
+    )
+    defaults: Defaults = Field(
+        default=Defaults(),
+        description="Values for flows and destinations that do not set their own.",
+    )
+    labels: dict[str, str] = Field(
+        default={},
+        description="Static labels added to every metric, such as `{region: hovedstaden}`. "
+        "`flow`, `destination`, `outcome`, `le`, `job` and `instance` are reserved.",
+    )
+    maintenance: list[MaintenanceWindow] = Field(
+        default=[],
+        description="Planned downtime: results in a window are kept out of availability and "
+        "incidents.",
+    )
+    flows: list[Flow] = Field(default=[], description="The flows; their names are unique.")
 
     @field_validator("timezone")
     @classmethod

@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from fnmatch import fnmatchcase
 from zoneinfo import ZoneInfo
 
-from probe.config.models import MaintenanceWindow
+from probe.config.maintenance import MaintenanceWindow
 
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 Interval = tuple[datetime, datetime]

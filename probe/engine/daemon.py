@@ -4,6 +4,11 @@ Lifecycle: the first SIGTERM or SIGINT stops scheduling and waits for the probes
 up to ``shutdown_grace``, then flushes the store and exits 0. A second signal cancels what
 is still in flight at once; those probes stay stored and unresolved, and the next start
 resolves them. SIGHUP (or ``POST /-/reload``) reloads the config file (`Daemon.reload`).
+
+What it wires up has its own module: the runner (`probe.engine.runner`), the schedule
+(`schedule`), the resumption of unresolved probes and the adoption of a dead peer's
+(`recovery`), the hourly pruning (`pruning`) and the supervision of these background tasks
+(`supervise`).
 """
 
 from __future__ import annotations
@@ -14,11 +19,10 @@ import gc
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import replace
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -28,6 +32,8 @@ from probe.config.loader import LoadedConfig, load_config
 from probe.config.models import FlowSpec, resolve_flows
 from probe.config.reload import FlowChanges, ReloadRefused, restart_required
 from probe.config.windows import Calendar, covers, is_active
+from probe.engine.pruning import prune_forever
+from probe.engine.recovery import Recovery
 from probe.engine.runner import Runner
 from probe.engine.schedule import Scheduler
 from probe.engine.supervise import Supervisor
@@ -38,7 +44,6 @@ from probe.model import Result, utcnow
 from probe.report.stats import Month, build_report
 from probe.store import Store, default_spool_dir, open_store, safe_url
 from probe.store.feed import SightingFeed
-from probe.store.housekeeping import prune_raw
 from probe.transports import Resources
 from probe.web.api import Api, ApiContext
 from probe.web.listener import Listener
@@ -46,13 +51,7 @@ from probe.web.server import make_app
 
 log = structlog.get_logger("probe.engine.daemon")
 
-# How far back a start looks for probes a previous run left unresolved.
-RESUME_WINDOW = timedelta(days=2)
-# How long past its deadline another node's unresolved probe waits before this one adopts it.
-ADOPT_AFTER = timedelta(minutes=1)
-ADOPT_EVERY = 20.0  # seconds between looks for a dead peer's probes
-ADOPT_WINDOW = timedelta(minutes=30)  # how far back those looks go
-PRUNE_EVERY = 3600.0
+T = TypeVar("T")
 
 
 class Daemon:
@@ -75,8 +74,8 @@ class Daemon:
         self.scheduler: Scheduler | None = None
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
-        self._resuming: set[asyncio.Task[object]] = set()
-        self._resumed: set[str] = set()  # probe ids taken up by `_resume`
+        # Probes run outside the schedule (resumed ones, API runs), drained like scheduled ones.
+        self._tracked: set[asyncio.Task[Any]] = set()
         self._ready_cache: tuple[float, bool] = (0.0, False)
         self.config_path = loaded.path
         self.api: Api | None = None
@@ -103,24 +102,12 @@ class Daemon:
         self._stop.set()
 
     async def run(self) -> int:
+        """Run until stopped: 0 after a clean stop, 1 after a forced one or a task that
+        gave up."""
         cfg = self.config
-        spool = Path(cfg.store.spool_dir) if cfg.store.spool_dir else None
-        self.store = await open_store(
-            cfg.store.url,
-            flush_interval=cfg.store.flush_interval,
-            batch_size=cfg.store.batch_size,
-            spool=spool or default_spool_dir(cfg.store.url),
-            node=self.node,
-            offline_start=True,
-            local_claims=cfg.store.local_claims,
-        )
-        self.began = utcnow()  # probes claimed from here on are this run's own
-        self.store.on_write_error = self.metrics.daemon(self.metrics.store_write_errors).inc
-        self.store.on_spool_error = self.metrics.daemon(self.metrics.spool_errors).inc
-        self.store.on_drop = self.metrics.drop
-        self.store.start(spawn=self.supervisor.spawn)
+        self.store = await self._open_store()
         # What a killed predecessor spooled goes in before its probes are resumed; with the
-        # database away, both wait for it while this run probes (`_recover_later`).
+        # database away, both wait for it while this run probes (`Recovery.recover_later`).
         if not self.store.offline:
             await self.store.recover()
         clients = Resources()
@@ -146,12 +133,69 @@ class Daemon:
             if self.server is not None:
                 await self.server.stop()
 
+    async def _open_store(self) -> Store:
+        cfg = self.config
+        spool = Path(cfg.store.spool_dir) if cfg.store.spool_dir else None
+        store = await open_store(
+            cfg.store.url,
+            flush_interval=cfg.store.flush_interval,
+            batch_size=cfg.store.batch_size,
+            spool=spool or default_spool_dir(cfg.store.url),
+            node=self.node,
+            offline_start=True,
+            local_claims=cfg.store.local_claims,
+        )
+        self.began = utcnow()  # probes claimed from here on are this run's own
+        store.on_write_error = self.metrics.daemon(self.metrics.store_write_errors).inc
+        store.on_spool_error = self.metrics.daemon(self.metrics.spool_errors).inc
+        store.on_drop = self.metrics.drop
+        store.start(spawn=self.supervisor.spawn)
+        return store
+
     async def _serve(self, runner: Runner) -> None:
+        """Serve HTTP, resume what is unresolved, probe on schedule until a stop, drain."""
+        store = self.store
+        assert store is not None
         self.metrics.declare(self.flows)
-        self.metrics.daemon(self.metrics.config_reload_success).set(1)
-        self.metrics.daemon(self.metrics.config_reload_time).set(time.time())
+        self._loaded_metrics()
         self._runner = runner
-        host, port = self.config.server.host_port
+        server = await self._listen(runner)
+        scheduler = self.scheduler = Scheduler(
+            runner.run_slot, self.metrics, timezone=self.config.timezone
+        )
+        for flow in self.flows:
+            scheduler.add(flow)
+        self._install_signals()
+        recovery = Recovery(store, runner, node=self.node, began=self.began, track=self._track)
+        if store.offline:
+            self.supervisor.spawn("recover", recovery.recover_later)
+        else:
+            await recovery.resume()
+        # What start-up built (config, flows, transports, metrics) lives as long as the
+        # daemon. Frozen, it is left out of the collector's full passes, which otherwise
+        # walked all of it about once a second at 750 probes/s, for some 60 ms each, and
+        # held up whole slots (bench/RESULTS.md, row 1). Collected first, so no garbage of
+        # the start-up is frozen with it.
+        gc.collect()
+        gc.freeze()
+        scheduler.start()
+        background = [
+            self.supervisor.spawn("prune", self._prune_forever),
+            self.supervisor.spawn("adopt", recovery.adopt_forever),
+        ]
+        store_url = safe_url(self.config.store.url)
+        log.info("started", flows=len(self.flows), metrics=f"{server.url}/metrics", store=store_url)
+        self.started.set()
+        await self._stop.wait()
+        log.info("stopping", in_flight=len(self._in_flight()))
+        for task in background:
+            task.cancel()
+        scheduler.stop()
+        gc.unfreeze()  # collectable again: tests run many daemons in one process
+        await self._drain()
+
+    async def _listen(self, runner: Runner) -> Listener:
+        """Start the HTTP server: /metrics, the health checks, the API and the status page."""
         assert self.store is not None
         assert runner.calendar is not None
         context = ApiContext(
@@ -173,47 +217,17 @@ class Daemon:
             ],
         )
         self.api = api
-        self.server = Listener("api", app, host=host, port=port)
+        host, port = self.config.server.host_port
+        server = self.server = Listener("api", app, host=host, port=port)
         try:
-            await self.server.start()
+            await server.start()
         except OSError as exc:
             raise OSError(f"cannot listen on {self.config.server.listen}: {exc.strerror}") from exc
-        self.scheduler = Scheduler(runner.run_slot, self.metrics, timezone=self.config.timezone)
-        for flow in self.flows:
-            self.scheduler.add(flow)
-        self._install_signals()
-        if self.store.offline:
-            self.supervisor.spawn("recover", lambda: self._recover_later(runner))
-        else:
-            await self._resume(runner)
-        # What start-up built (config, flows, transports, metrics) lives as long as the
-        # daemon. Frozen, it is left out of the collector's full passes, which otherwise
-        # walked all of it about once a second at 750 probes/s, for some 60 ms each, and
-        # held up whole slots (bench/RESULTS.md, row 1). Collected first, so no garbage of
-        # the start-up is frozen with it.
-        gc.collect()
-        gc.freeze()
-        self.scheduler.start()
-        pruner = self.supervisor.spawn("prune", self._prune_forever)
-        adopter = self.supervisor.spawn("adopt", lambda: self._adopt_forever(runner))
-        log.info(
-            "started",
-            flows=len(self.flows),
-            metrics=f"{self.server.url}/metrics",
-            store=safe_url(self.config.store.url),
-        )
-        self.started.set()
-        await self._stop.wait()
-        log.info("stopping", in_flight=len(self._in_flight()))
-        pruner.cancel()
-        adopter.cancel()
-        self.scheduler.stop()
-        gc.unfreeze()  # collectable again: tests run many daemons in one process
-        await self._drain()
+        return server
 
     def _in_flight(self) -> list[asyncio.Task[object]]:
         scheduled = self.scheduler.in_flight() if self.scheduler else []
-        return [*scheduled, *self._resuming]
+        return [*scheduled, *self._tracked]
 
     async def _drain(self) -> None:
         """Wait for the probes in flight, up to the grace period or a second signal."""
@@ -238,73 +252,12 @@ class Daemon:
             log.warning("probes_cancelled", count=len(left), note="resolved at next start")
             await asyncio.gather(*left, return_exceptions=True)
 
-    async def _recover_later(self, runner: Runner) -> None:
-        """Started without the database: once it answers, replay what a killed predecessor
-        spooled, then resume its unresolved probes."""
-        assert self.store is not None
-        await self.store.wait_online()
-        await self.store.recover()
-        log.info("store_recovered_after_start")
-        await self._resume(runner)
-
-    async def _resume(self, runner: Runner, *, startup: bool = True) -> None:
-        """Resolve probes left unresolved: this node's after a restart, and those of any
-        node that is clearly dead (overdue by `ADOPT_AFTER`), at start and every
-        `ADOPT_EVERY` seconds after, so a survivor resolves what a killed peer sent."""
-        assert self.store is not None
-        window = RESUME_WINDOW if startup else ADOPT_WINDOW
-        try:
-            if startup:
-                stored = await self.store.unresolved(since=utcnow() - window)
-            else:
-                stored = await self.store.unresolved(
-                    since=utcnow() - window,
-                    deadline_before=utcnow() - ADOPT_AFTER,
-                    other_nodes=True,
-                )
-        except (StoreError, SQLAlchemyError, OSError) as exc:
-            log.error("resume_failed", error=str(exc)[:300])
-            return
-        flows = runner.flows
-        now = utcnow()
-        chosen = []
-        for probe in stored:
-            flow = flows.get(probe.flow)
-            if flow is None or probe.probe_id in self._resumed:
-                continue
-            if startup and probe.node == self.node and probe.claimed_at >= self.began:
-                continue  # this run's own, in flight (a resume after a late start)
-            # Another live daemon sharing the store resolves its own probes; step in only
-            # once it is clearly overdue (its owner died). Ours are in flight after start.
-            overdue = now > probe.deadline_at + ADOPT_AFTER
-            if (probe.node == self.node and not startup) or (
-                probe.node != self.node and not overdue
-            ):
-                continue
-            wanted = {d.name for d in flow.destinations} or {""}
-            if not wanted <= probe.resolved:
-                chosen.append(probe)
-        if not chosen:
-            return
-        try:
-            seen = await self.store.sightings_for([p.probe_id for p in chosen])
-        except (SQLAlchemyError, OSError) as exc:
-            log.error("resume_failed", error=str(exc)[:300])
-            return
-        if len(self._resumed) > 100_000:
-            self._resumed.clear()  # long resolved; a second resume would change nothing
-        for probe in chosen:
-            found = {d: v for (pid, d), v in seen.items() if pid == probe.probe_id}
-            self._resumed.add(probe.probe_id)
-            task: asyncio.Task[object] = asyncio.create_task(runner.resume(probe, found))
-            self._resuming.add(task)
-            task.add_done_callback(self._resuming.discard)
-        log.info("resuming_unresolved", probes=len(chosen), adopted=not startup)
-
-    async def _adopt_forever(self, runner: Runner) -> None:
-        while True:
-            await asyncio.sleep(ADOPT_EVERY)
-            await self._resume(runner, startup=False)
+    def _track(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run ``work`` as a task that a stop drains like a probe in flight."""
+        task = asyncio.create_task(work)
+        self._tracked.add(task)
+        task.add_done_callback(self._tracked.discard)
+        return task
 
     async def _run_now(self, runner: Runner, flow: FlowSpec) -> list[Result] | None:
         """Probe ``flow`` at slot = now for the API, like `probe once`.
@@ -312,12 +265,7 @@ class Daemon:
         The probe runs as its own task, tracked with the resumed ones, so a client that
         hangs up does not cut it short and a stop drains it like any probe in flight.
         """
-        task: asyncio.Task[object] = asyncio.create_task(runner.run_slot(flow, utcnow()))
-        self._resuming.add(task)
-        task.add_done_callback(self._resuming.discard)
-        found = await asyncio.shield(task)
-        assert found is None or isinstance(found, list)
-        return found
+        return await asyncio.shield(self._track(runner.run_slot(flow, utcnow())))
 
     def _install_signals(self) -> None:
         if not self.handle_signals:
@@ -357,8 +305,7 @@ class Daemon:
                 else:  # a bug: the daemon keeps running on the old config
                     log.exception("config_reload_failed", path=path, error=repr(exc))
                 raise
-            self.metrics.daemon(self.metrics.config_reload_success).set(1)
-            self.metrics.daemon(self.metrics.config_reload_time).set(time.time())
+            self._loaded_metrics()
             log.info("config_reloaded", path=str(self.config_path), **changes.summary())
             return changes
 
@@ -386,6 +333,11 @@ class Daemon:
         api._cached = None  # the status and the flow list show the new flows at once
         return changes
 
+    def _loaded_metrics(self) -> None:
+        """A config was loaded and is in use: at the start, or a reload."""
+        self.metrics.daemon(self.metrics.config_reload_success).set(1)
+        self.metrics.daemon(self.metrics.config_reload_time).set(time.time())
+
     def _on_signal(self, sig: signal.Signals) -> None:
         log.info("signal", signal=sig.name, again=self._stop.is_set())
         self.request_stop()
@@ -398,7 +350,7 @@ class Daemon:
         windows = self.config.maintenance
         for flow in self.flows:
             active = any(covers(w, flow.name) and is_active(w, now, tz) for w in windows)
-            self.metrics.flow_gauge(self.metrics.maintenance, flow.name).set(int(active))
+            self.metrics.flow(flow.name).maintenance = float(active)
         return self.metrics.exposition_chunks()
 
     async def _monthly_report(self, month: str) -> dict[str, Any]:
@@ -411,16 +363,8 @@ class Daemon:
             raise StoreError(f"store unreachable: {type(exc).__name__}") from exc
 
     async def _prune_forever(self) -> None:
-        """Delete raw rows past ``store.retention.raw`` every hour; rollups stay."""
-        while True:
-            try:
-                assert self.store is not None
-                deleted = await prune_raw(self.store.engine, self.config.store.retention.raw)
-                if deleted:
-                    log.info("pruned", rows=deleted)
-            except StoreError as exc:
-                log.warning("prune_failed", error=str(exc))
-            await asyncio.sleep(PRUNE_EVERY)
+        assert self.store is not None
+        await prune_forever(self.store, retention=lambda: self.config.store.retention.raw)
 
     async def _readiness(self) -> dict[str, bool]:
         checked_at, store_ok = self._ready_cache

@@ -9,28 +9,29 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import structlog
-from prometheus_client import Gauge
 from structlog.contextvars import bound_contextvars
 
 from probe.config.models import DestinationSpec, FlowSpec
 from probe.config.reload import FlowChanges
 from probe.config.windows import Calendar
+from probe.engine.runtime import FlowRuntime, targets
 from probe.engine.schedule import span_of
+from probe.engine.sightings import first_sighting
+from probe.engine.verdict import judge
 from probe.errors import StartupError, StoreError, TransportError, TransportTimeout
 from probe.logs import redactor
 from probe.metrics.registry import Metrics
 from probe.model import Outcome, ProbeMessage, Receipt, Result, Sighting, new_probe_id, utcnow
-from probe.store import ProbeRow, SentRow, Store, StoredProbe
+from probe.store import ProbeRow, SentRow, Store
 from probe.store.feed import SightingFeed
 from probe.transports import (
-    Observer,
     RecordingObserver,
     Resources,
     Source,
@@ -43,36 +44,6 @@ log = structlog.get_logger("probe.engine.runner")
 _UTC = ZoneInfo("UTC")
 # An observer gets this long past the deadline to finish its last look before it is cut off.
 _OBSERVE_GRACE = 2.0
-
-
-@dataclass(eq=False, slots=True)
-class FlowRuntime:
-    """One definition of a flow and the transports built for it, on their own `Lease`.
-
-    A probe takes the runtime that is current when it starts and keeps it to the end, so a
-    reload never changes a probe in flight. A replaced runtime is closed once its last
-    probe ends; its lease then closes shared items (listeners) that no other runtime holds.
-    """
-
-    spec: FlowSpec
-    source: Source
-    lease: Resources
-    observers: dict[str, Observer] = field(default_factory=dict)
-    in_flight: Gauge | None = None  # this flow's `probe_in_flight` child, fetched once
-    users: int = 0
-    retired: bool = False
-    closed: bool = False
-
-    async def aclose(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        items: list[Source | Observer | Resources] = [self.source, *self.observers.values()]
-        for item in [*items, self.lease]:
-            try:
-                await item.aclose()
-            except Exception:  # one transport that fails to close must not keep the others open
-                log.exception("transport_close_failed", flow=self.spec.name)
 
 
 class Runner:
@@ -160,7 +131,7 @@ class Runner:
                 if isinstance(observer, RecordingObserver):
                     observer.set_recorder(self.store.add_sighting)
                 await observer.start()
-                problem = getattr(observer, "start_error", None)
+                problem = observer.start_error
                 if strict and problem:
                     where = f"flow {flow.name!r}, destination {dest.name!r}"
                     raise StartupError(f"{where}: {problem}")
@@ -170,7 +141,7 @@ class Runner:
         return runtime
 
     @contextmanager
-    def _using(self, runtime: FlowRuntime) -> Iterator[None]:
+    def using(self, runtime: FlowRuntime) -> Iterator[None]:
         """Keep ``runtime`` open while a probe uses it; close it after the last one if retired."""
         runtime.users += 1
         try:
@@ -192,8 +163,8 @@ class Runner:
         # or a removed destination's (only now: a probe in flight still reports to them).
         name = runtime.spec.name
         live = [r.spec for r in (*self.runtimes.values(), *self._retired) if r.spec.name == name]
-        kept = {target for spec in live for target in _targets(spec)}
-        gone = [target for target in _targets(runtime.spec) if target not in kept]
+        kept = {target for spec in live for target in targets(spec)}
+        gone = [target for target in targets(runtime.spec) if target not in kept]
         self.metrics.forget(name, gone, whole=not live)
 
     async def run_slot(self, flow: FlowSpec, slot: datetime) -> list[Result] | None:
@@ -205,7 +176,7 @@ class Runner:
             return None
         flow = runtime.spec
         probe_id = new_probe_id()
-        with self._using(runtime), bound_contextvars(flow=flow.name, probe_id=probe_id):
+        with self.using(runtime), bound_contextvars(flow=flow.name, probe_id=probe_id):
             claimed_at = utcnow()
             row = ProbeRow(
                 probe_id=probe_id,
@@ -228,11 +199,10 @@ class Runner:
 
     async def _probe(self, runtime: FlowRuntime, probe_id: str, slot: datetime) -> list[Result]:
         flow = runtime.spec
-        in_flight = runtime.in_flight
-        if in_flight is None:  # looked up once per runtime, not per probe
-            in_flight = self.metrics.flow_gauge(self.metrics.in_flight, flow.name)
-            runtime.in_flight = in_flight
-        in_flight.inc()
+        gauges = runtime.gauges
+        if gauges is None:  # looked up once per runtime, not per probe
+            gauges = runtime.gauges = self.metrics.flow(flow.name)
+        gauges.in_flight += 1
         try:
             sent_mono = time.monotonic()
             deadline = sent_mono + flow.timeout
@@ -243,32 +213,19 @@ class Runner:
                 message = replace(message, expected=receipt.fields)
             if error is not None:
                 results = [
-                    self._finish(flow, dest, message, Outcome.SEND_ERROR, reason=error.reason)
-                    for dest in _targets(flow)
+                    self.finish(flow, dest, message, Outcome.SEND_ERROR, reason=error.reason)
+                    for dest in targets(flow)
                 ]
             elif flow.is_check:
                 latency = time.monotonic() - sent_mono
                 outcome = Outcome.DELIVERED if latency <= flow.slo_latency else Outcome.LATE
-                results = [self._finish(flow, "", message, outcome, latency=latency)]
+                results = [self.finish(flow, "", message, outcome, latency=latency)]
             else:
-                results = list(
-                    await asyncio.gather(
-                        *(
-                            self._expect(
-                                flow,
-                                dest,
-                                message,
-                                observer=runtime.observers[dest.name],
-                                sent_mono=sent_mono,
-                                deadline=deadline,
-                            )
-                            for dest in flow.destinations
-                        )
-                    )
-                )
+                dests = flow.destinations
+                results = await self.expect_all(runtime, dests, message, sent_mono, deadline)
             return results
         finally:
-            in_flight.dec()
+            gauges.in_flight -= 1
 
     async def _send(
         self, flow: FlowSpec, message: ProbeMessage, deadline: float, *, source: Source
@@ -300,66 +257,59 @@ class Runner:
         assert receipt is not None
         return receipt
 
-    async def _expect(
+    async def expect_all(
         self,
-        flow: FlowSpec,
-        dest: DestinationSpec,
+        runtime: FlowRuntime,
+        dests: Sequence[DestinationSpec],
         message: ProbeMessage,
-        *,
-        observer: Observer,
         sent_mono: float,
         deadline: float,
+        *,
         resumed: bool = False,
+    ) -> list[Result]:
+        """Observe ``dests`` of ``runtime``'s flow at once until ``deadline`` (monotonic);
+        one result each. ``resumed``: sent before a restart (see `judge`)."""
+        found = await asyncio.gather(
+            *(self._expect(runtime, d, message, sent_mono, deadline, resumed) for d in dests)
+        )
+        return list(found)
+
+    async def _expect(
+        self,
+        runtime: FlowRuntime,
+        dest: DestinationSpec,
+        message: ProbeMessage,
+        sent_mono: float,
+        deadline: float,
+        resumed: bool,
     ) -> Result:
+        flow, observer = runtime.spec, runtime.observers[dest.name]
         push = isinstance(observer, RecordingObserver)
         remote = False
         try:
             async with asyncio.timeout(deadline - time.monotonic() + dest.poll + _OBSERVE_GRACE):
                 if push and self.feed is not None:
-                    sighting, remote = await self._local_or_shared(
-                        observer, dest.name, message, deadline
-                    )
+                    found = first_sighting(observer, self.feed, dest.name, message, deadline)
+                    sighting, remote = await found
                 else:
                     sighting = await observer.expect(message, deadline)
         except TimeoutError:
-            return self._finish(flow, dest.name, message, Outcome.OBSERVE_ERROR, reason="timeout")
+            return self.finish(flow, dest.name, message, Outcome.OBSERVE_ERROR, reason="timeout")
         except TransportError as exc:
             log.warning("observe_error", destination=dest.name, reason=exc.reason, error=str(exc))
-            return self._finish(flow, dest.name, message, Outcome.OBSERVE_ERROR, reason=exc.reason)
+            return self.finish(flow, dest.name, message, Outcome.OBSERVE_ERROR, reason=exc.reason)
         except Exception:  # a bug must cost one result, never the daemon or the probe
             log.exception("observer_failed", destination=dest.name)
-            return self._finish(flow, dest.name, message, Outcome.OBSERVE_ERROR, reason="internal")
+            return self.finish(flow, dest.name, message, Outcome.OBSERVE_ERROR, reason="internal")
         if sighting is None:
-            return self._finish(flow, dest.name, message, Outcome.LOST)
+            return self.finish(flow, dest.name, message, Outcome.LOST)
         if not push:
             self.store.add_sighting(sighting)  # a push observer's listener has stored it
-        return self._judge(
+        return self.judge(
             flow, dest, message, sighting, sent_mono=sent_mono, resumed=resumed, remote=remote
         )
 
-    async def _local_or_shared(
-        self, observer: Observer, destination: str, message: ProbeMessage, deadline: float
-    ) -> tuple[Sighting | None, bool]:
-        """Whichever comes first: our own listener's sighting, or another node's from the
-        store (active-active: the engine may forward to any node). True: another node's."""
-        assert self.feed is not None
-        local = asyncio.ensure_future(observer.expect(message, deadline))
-        shared = asyncio.ensure_future(self.feed.wait(message.probe_id, destination, deadline))
-        try:
-            await asyncio.wait({local, shared}, return_when=asyncio.FIRST_COMPLETED)
-            found = shared.result() if shared.done() and not local.done() else None
-            if found is None:
-                return await local, False
-            local.cancel()
-            seen_at, copies = found
-            return Sighting(message.probe_id, destination, seen_at, 0.0, count=copies), True
-        finally:
-            for task in (local, shared):
-                if not task.done():
-                    task.cancel()
-            await asyncio.gather(local, shared, return_exceptions=True)
-
-    def _judge(
+    def judge(
         self,
         flow: FlowSpec,
         dest: DestinationSpec,
@@ -370,31 +320,30 @@ class Runner:
         resumed: bool,
         remote: bool = False,
     ) -> Result:
-        """The result of a sighting: delivered, late, or lost when seen past the deadline."""
-        wall = resumed or remote
-        latency, clock = _latency(sighting, message, sent_mono=sent_mono, wall=wall)
-        if latency > flow.timeout:
-            outcome, reason = Outcome.LOST, "seen_after_deadline"
-        elif latency <= dest.slo_latency:
-            outcome, reason = Outcome.DELIVERED, None
-        else:
-            outcome, reason = Outcome.LATE, None
-        if resumed and clock == "wall" and outcome is not Outcome.DELIVERED:
-            # We were down while it arrived: it was seen, but when is unknown.
-            outcome, reason = Outcome.LATE, "seen_after_restart"
-        return self._finish(
+        """The result of a sighting: delivered, late, or lost when seen past the deadline
+        (`probe.engine.verdict.judge`)."""
+        verdict = judge(
+            sighting,
+            message,
+            timeout=flow.timeout,
+            slo_latency=dest.slo_latency,
+            sent_mono=sent_mono,
+            resumed=resumed,
+            remote=remote,
+        )
+        return self.finish(
             flow,
             dest.name,
             message,
-            outcome,
-            latency=latency,
-            clock=clock,
+            verdict.outcome,
+            latency=verdict.latency,
+            clock=verdict.clock,
             duplicates=sighting.count - 1,
-            reason=reason,
+            reason=verdict.reason,
             mismatch=",".join(sighting.mismatched) or None,
         )
 
-    def _finish(
+    def finish(
         self,
         flow: FlowSpec,
         destination: str,
@@ -436,77 +385,3 @@ class Runner:
             mismatch=mismatch,
         )
         return result
-
-    async def resume(
-        self, probe: StoredProbe, seen: Mapping[str, tuple[datetime, int]] | None = None
-    ) -> list[Result]:
-        """Resolve a probe a previous run stored but did not finish (after a crash or restart).
-
-        ``seen``: the first stored sighting and copies per destination; a destination with
-        one is judged from it, the others are observed again until the deadline.
-        """
-        runtime = self.runtimes.get(probe.flow)
-        if runtime is None:
-            return []  # the flow was removed from the config; its old probes stay as they are
-        flow = runtime.spec
-        with self._using(runtime), bound_contextvars(flow=flow.name, probe_id=probe.probe_id):
-            sent_at = probe.sent_at or probe.claimed_at
-            message = ProbeMessage(probe.probe_id, flow.name, probe.slot_at, sent_at)
-            missing = [d for d in _targets(flow) if d not in probe.resolved]
-            if probe.send_reason is not None or flow.is_check:
-                reason = probe.send_reason or "interrupted"
-                return [
-                    self._finish(flow, d, message, Outcome.SEND_ERROR, reason=reason)
-                    for d in missing
-                ]
-            remaining = max(0.0, (probe.deadline_at - utcnow()).total_seconds())
-            now_mono = time.monotonic()
-            sent_mono = now_mono - (utcnow() - sent_at).total_seconds()
-            dests = [d for d in flow.destinations if d.name in missing]
-            log.info("probe_resumed", destinations=[d.name for d in dests])
-            stored = seen or {}
-            judged = [
-                self._judge(
-                    flow,
-                    d,
-                    message,
-                    Sighting(probe.probe_id, d.name, stored[d.name][0], 0.0, stored[d.name][1]),
-                    sent_mono=sent_mono,
-                    resumed=True,
-                )
-                for d in dests
-                if d.name in stored
-            ]
-            dests = [d for d in dests if d.name not in stored]
-            return judged + list(
-                await asyncio.gather(
-                    *(
-                        self._expect(
-                            flow,
-                            d,
-                            message,
-                            observer=runtime.observers[d.name],
-                            sent_mono=sent_mono,
-                            deadline=now_mono + remaining,
-                            resumed=True,
-                        )
-                        for d in dests
-                    )
-                )
-            )
-
-
-def _targets(flow: FlowSpec) -> list[str]:
-    return [d.name for d in flow.destinations] or [""]
-
-
-def _latency(
-    sighting: Sighting, message: ProbeMessage, *, sent_mono: float, wall: bool
-) -> tuple[float, str]:
-    """Latency and the clock it came from: the destination's own, else our monotonic clock,
-    else (``wall``: a restart in between, or another node's sighting) the wall clocks."""
-    if sighting.arrived_at is not None:
-        return (sighting.arrived_at - message.sent_at).total_seconds(), "destination"
-    if wall:
-        return (sighting.seen_at - message.sent_at).total_seconds(), "wall"
-    return sighting.seen_mono - sent_mono, "monotonic"

@@ -9,13 +9,13 @@ before; the `_created` series prometheus_client adds to counters and histograms 
 exported (they are not part of the contract, README "Metrics").
 
 `collect()` gives the same series as prometheus_client families, so `generate_latest` and
-any other exposition of the registry still work; tests compare the two renderings.
+any other exposition of the registry still work; tests compare the two renderings. The text
+format itself (escaping, help lines, numbers) is written once, in `probe.metrics.text`.
 """
 
 from __future__ import annotations
 
 import bisect
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from itertools import accumulate
@@ -28,6 +28,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
+from probe.metrics.text import chunked, escape, header, label_text, number, single_family
 from probe.model import Outcome, Result
 
 OUTCOMES = tuple(Outcome)
@@ -61,8 +62,6 @@ _SINGLE = (
     (DUPLICATES, "duplicates"),
     (MISMATCHES, "mismatches"),
 )
-# Pairs per rendered chunk: big enough to be cheap, small enough that no chunk is large.
-CHUNK = 500
 
 
 class _Pair:
@@ -116,7 +115,7 @@ class PairSeries(Collector):
         self._tail = "".join(f',{k}="{escape(v)}"' for k, v in ordered if k > "outcome")
         rest = (self._mid + self._tail).replace("%", "%%")
         mid, tail = self._mid.replace("%", "%%"), self._tail.replace("%", "%%")
-        les = [*(_num(b) for b in self.bounds), "+Inf"]
+        les = [*(number(b) for b in self.bounds), "+Inf"]
         name = LATENCY[0]
         # One template per family and pair; every "%s" is the pair's label text or a value.
         self._histogram = (
@@ -135,7 +134,7 @@ class PairSeries(Collector):
         if pair is None:
             labels = {"flow": flow, "destination": destination, **self.static}
             # The labels that sort before "le"; the others are `_mid` and `_tail`.
-            text = ",".join(f'{k}="{escape(v)}"' for k, v in sorted(labels.items()) if k < "le")
+            text = label_text((k, v) for k, v in labels.items() if k < "le")
             pair = self.pairs[(flow, destination)] = _Pair(labels, text, len(self.bounds) + 1)
         return pair
 
@@ -173,12 +172,12 @@ class PairSeries(Collector):
     # -- exposition -----------------------------------------------------------------------
 
     def render(self) -> Iterator[str]:
-        """The text format of every family, in chunks of at most `CHUNK` pairs."""
-        pairs = list(self.pairs.values())
-        chunks = [pairs[i : i + CHUNK] for i in range(0, len(pairs), CHUNK)]
+        """The text format of every family, in chunks of at most `text.CHUNK` pairs."""
+        chunks = chunked(list(self.pairs.values()))
+        rest = self._mid + self._tail
         for (name, kind, doc), attr in _SINGLE[:2]:
-            yield from self._single(name, kind, doc, attr, chunks, self._mid + self._tail)
-        yield _header(f"{RESULTS[0]}_total", RESULTS[1], RESULTS[2])
+            yield from single_family(name, kind, doc, attr, chunks, rest=rest)
+        yield header(f"{RESULTS[0]}_total", RESULTS[1], RESULTS[2])
         results = self._results
         for chunk in chunks:
             out = []
@@ -187,59 +186,31 @@ class PairSeries(Collector):
                 args[1::2] = p.results
                 out.append(results % tuple(args))
             yield "".join(out)
-        yield _header(*LATENCY)
+        yield header(*LATENCY)
         histogram, steps = self._histogram, len(self.bounds) + 3
         for chunk in chunks:
             out = []
             for p in chunk:
                 counts = list(accumulate(p.buckets))
                 args = [p.text, 0] * steps
-                args[1::2] = [*counts, counts[-1], _num(p.latency_sum)]
+                args[1::2] = [*counts, counts[-1], number(p.latency_sum)]
                 out.append(histogram % tuple(args))
             yield "".join(out)
         for (name, kind, doc), attr in _SINGLE[2:]:
-            yield from self._single(name, kind, doc, attr, chunks, self._mid + self._tail)
-
-    @staticmethod
-    def _single(
-        name: str, kind: str, doc: str, attr: str, chunks: list[list[_Pair]], rest: str
-    ) -> Iterator[str]:
-        family = f"{name}_total" if kind == "counter" else name
-        yield _header(family, kind, doc)
-        for chunk in chunks:
-            values = [(p.text, getattr(p, attr)) for p in chunk]
-            yield "".join(f"{family}{{{t}{rest}}} {_num(v)}\n" for t, v in values if v is not None)
+            yield from single_family(name, kind, doc, attr, chunks, rest=rest)
 
     def collect(self) -> Iterator[Metric]:
         """The same series as prometheus_client families (slow; for `generate_latest`)."""
         pairs = list(self.pairs.values())
         names = ["flow", "destination", *self.static]
-
-        def family(spec: tuple[str, str, str], labels: list[str]) -> Metric:
-            name, kind, doc = spec
-            if kind == "counter":
-                return CounterMetricFamily(name, doc, labels=labels)
-            if kind == "gauge":
-                return GaugeMetricFamily(name, doc, labels=labels)
-            return HistogramMetricFamily(name, doc, labels=labels)
-
-        def singles(specs: tuple[tuple[tuple[str, str, str], str], ...]) -> Iterator[Metric]:
-            for spec, attr in specs:
-                metric = family(spec, names)
-                for p in pairs:
-                    value = getattr(p, attr)
-                    if value is not None:
-                        metric.add_metric([p.labels[n] for n in names], value)  # type: ignore[attr-defined]
-                yield metric
-
-        yield from singles(_SINGLE[:2])
-        results = family(RESULTS, [*names, "outcome"])
+        yield from _singles(_SINGLE[:2], pairs, names)
+        results = _family(RESULTS, [*names, "outcome"])
         for p in pairs:
             for outcome, count in zip(OUTCOMES, p.results, strict=True):
                 results.add_metric([*(p.labels[n] for n in names), outcome.value], count)  # type: ignore[attr-defined]
         yield results
-        latency = family(LATENCY, names)
-        les = [*(_num(b) for b in self.bounds), "+Inf"]
+        latency = _family(LATENCY, names)
+        les = [*(number(b) for b in self.bounds), "+Inf"]
         for p in pairs:
             counts = list(accumulate(p.buckets))
             latency.add_metric(  # type: ignore[attr-defined]
@@ -248,24 +219,26 @@ class PairSeries(Collector):
                 p.latency_sum,
             )
         yield latency
-        yield from singles(_SINGLE[2:])
+        yield from _singles(_SINGLE[2:], pairs, names)
 
 
-def _header(family: str, kind: str, doc: str) -> str:
-    doc = doc.replace("\\", r"\\").replace("\n", r"\n")
-    return f"# HELP {family} {doc}\n# TYPE {family} {kind}\n"
+def _family(spec: tuple[str, str, str], labels: list[str]) -> Metric:
+    name, kind, doc = spec
+    if kind == "counter":
+        return CounterMetricFamily(name, doc, labels=labels)
+    if kind == "gauge":
+        return GaugeMetricFamily(name, doc, labels=labels)
+    return HistogramMetricFamily(name, doc, labels=labels)
 
 
-def escape(value: str) -> str:
-    """A label value as the text format writes it."""
-    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-
-
-def _num(value: float) -> str:
-    """A sample value: Python's shortest round-trip text, with the text format's
-    spelling of the infinities and NaN."""
-    if isinstance(value, int) or math.isfinite(value):
-        return repr(value)
-    if math.isnan(value):
-        return "NaN"
-    return "+Inf" if value > 0 else "-Inf"
+def _singles(
+    specs: tuple[tuple[tuple[str, str, str], str], ...], pairs: list[_Pair], names: list[str]
+) -> Iterator[Metric]:
+    """Families with one value per pair, as prometheus_client families."""
+    for spec, attr in specs:
+        metric = _family(spec, names)
+        for p in pairs:
+            value = getattr(p, attr)
+            if value is not None:
+                metric.add_metric([p.labels[n] for n in names], value)  # type: ignore[attr-defined]
+        yield metric

@@ -7,15 +7,16 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from probe.config.loader import LoadedConfig
 from probe.errors import StoreError
+from probe.report.models import MonthlyReport
 from probe.report.render import render
-from probe.report.stats import Month, build_report
+from probe.report.stats import Month, monthly_report
 from probe.store import open_store, safe_url
 
 EXIT_OK, EXIT_ARGS, EXIT_STORE = 0, 2, 3
@@ -47,11 +48,11 @@ def run_report(
     return EXIT_OK
 
 
-async def _build(loaded: LoadedConfig, month: str) -> dict[str, Any]:
+async def _build(loaded: LoadedConfig, month: str) -> MonthlyReport:
     url = loaded.config.store.url
     store = await open_store(url)
     try:
-        return await build_report(store.engine, loaded.config, month)
+        return await monthly_report(store.engine, loaded.config, month)
     except (SQLAlchemyError, OSError) as exc:
         raise StoreError(f"cannot read {safe_url(url)}: {type(exc).__name__}") from exc
     finally:

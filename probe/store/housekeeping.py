@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from probe.errors import StoreError
 from probe.model import utcnow
 from probe.store import rollup
-from probe.store.repository import create_engine, safe_url
+from probe.store.connection import create_engine, safe_url
 from probe.store.tables import probes, results, sightings
 
 

@@ -1,17 +1,14 @@
 """Incidents, derived from results in slot order behind a watermark.
 
-Results resolve out of slot order: a lost probe resolves at its deadline, after later
-probes that were delivered. So the incident state machine is never fed from a batch as it
-comes. For each flow and destination it reads the stored results in slot order, from its
-watermark (the newest slot it has fed) up to the oldest slot still waiting for its result,
-and stops there. That waiting probe holds the watermark only until its deadline plus
-`GRACE`; after that it is passed (its slot counts as not measured until a result comes).
+Results resolve out of slot order (a lost probe resolves at its deadline, after later
+ones), so for each flow and destination the incident state machine reads stored results in
+slot order, from its watermark (the newest slot fed) up to the oldest slot still waiting.
+That probe holds the watermark until its deadline plus `GRACE`, then is passed (not measured).
 
 A result that arrives behind the watermark (a replayed spool, a probe resumed after a
 restart or adopted from a dead peer, a passed probe resolving after all) rewinds the pair:
-its incidents from that slot on are deleted and derived again, by the same machine.
-`rebuild` is the same rewind from the first result. The incremental path and the rebuild
-therefore feed the machine the same sequence, and cannot differ.
+its incidents from that slot on are derived again, by the same machine. `rebuild` is the
+same rewind from the first result, so both paths feed the machine the same sequence.
 
     >>> machine = Machine("gs-adt", "labka")
     >>> for slot, outcome in ((0, "delivered"), (1, "lost"), (2, "delivered")):
@@ -39,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from probe.model import measured
 from probe.store import bulk
+from probe.store.rows import DERIVED_COLUMNS, derived_from
 from probe.store.tables import incidents, probes, results, watermarks
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -53,7 +51,7 @@ Pair = tuple[str, str]
 
 
 class Fed(Protocol):
-    """What the machine reads of a result (a `Point`, or the store's `rollup.Row`)."""
+    """What the machine reads of a result (a `Point`, or the store's `rows.Derived`)."""
 
     @property
     def slot(self) -> datetime: ...
@@ -145,7 +143,7 @@ class FreshRow(Fed, Protocol):
 async def advance(conn: AsyncConnection, fresh: Iterable[FreshRow], *, now: datetime) -> None:
     """Move the watermarks of the pairs that got new results, in the caller's transaction.
 
-    ``fresh``: every result just inserted (`rollup.Row`). A pair whose new
+    ``fresh``: every result just inserted (`rows.Derived`). A pair whose new
     results lie behind its watermark is rewound to the oldest of them; one that has no
     watermark yet is read from its first result. A pair that had nothing waiting (no
     blocker when its watermark last moved) is fed ``fresh`` as it is, with no read back:
@@ -237,13 +235,11 @@ async def _select_locked(conn: AsyncConnection, keys: list[Pair]) -> dict[Pair, 
             .with_for_update()
         )
         for row in await conn.execute(query):
-            key = (row.flow, row.destination)
-            if key not in wanted:
-                continue
-            machine = Machine(row.flow, row.destination)
-            machine.watermark, machine.measured_until = row.slot_at, row.measured_until
-            machine.waiting = row.blocked_at is not None
-            machines[key] = machine
+            if (row.flow, row.destination) in wanted:
+                machines[(row.flow, row.destination)] = Machine(
+                    row.flow, row.destination, watermark=row.slot_at,
+                    measured_until=row.measured_until, waiting=row.blocked_at is not None,
+                )  # fmt: skip
     return machines
 
 
@@ -308,10 +304,9 @@ async def _blockers(
         )
         pending.extend((r.probe_id, r.flow, r.slot_at) for r in await conn.execute(query))
     done: set[tuple[str, str]] = set()
+    c = results.c
     for part in _chunks([p for p, _, _ in pending]):
-        query = select(results.c.probe_id, results.c.destination).where(
-            results.c.probe_id.in_(part)
-        )
+        query = select(c.probe_id, c.destination).where(c.probe_id.in_(part))
         done.update((r.probe_id, r.destination) for r in await conn.execute(query))
     dests: dict[str, list[str]] = defaultdict(list)
     for flow, dest in keys:
@@ -348,27 +343,19 @@ async def _feed(
         whole = stream or watermark is None
         for part in _chunks(keys):
             query = (
-                select(
-                    results.c.flow, results.c.destination, results.c.slot_at,
-                    results.c.outcome, results.c.span_s, results.c.maintenance,
-                    results.c.reason,
-                )
+                select(*DERIVED_COLUMNS)
                 .where(tuple_(results.c.flow, results.c.destination).in_(part))
                 .where(results.c.adhoc.is_(False))
                 .order_by(results.c.slot_at)
-            )  # fmt: skip
+            )
             if watermark is not None:
                 query = query.where(results.c.slot_at > watermark)
             async for rows in _rows(conn, query, stream=whole):
-                for row in rows:
-                    key = (row.flow, row.destination)
+                for point in map(derived_from, rows):
+                    key = (point.flow, point.destination)
                     stop = blocked.get(key)
-                    if stop is not None and row.slot_at >= stop:
-                        continue
-                    machines[key].feed(
-                        Point(row.slot_at, row.outcome, row.span_s, bool(row.maintenance),
-                              row.reason)
-                    )  # fmt: skip
+                    if stop is None or point.slot < stop:
+                        machines[key].feed(point)
 
 
 async def _save(
@@ -401,8 +388,11 @@ async def _rows(conn: AsyncConnection, query: Any, *, stream: bool) -> AsyncIter
         yield (await conn.execute(query)).all()
         return
     result = await conn.stream(query.execution_options(yield_per=10_000))
-    async for rows in result.partitions():
-        yield rows
+    try:  # a write cut off mid-read (an outage, a shutdown) must not leave a cursor open
+        async for rows in result.partitions():
+            yield rows
+    finally:
+        await result.close()
 
 
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:

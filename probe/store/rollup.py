@@ -16,30 +16,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from probe.model import Outcome, measured, utcnow
-from probe.store import bulk, incidents
+from probe.store import bulk, incidents, queries
+from probe.store.queries import HourKey as Key
+from probe.store.rows import OUTCOMES
+from probe.store.rows import Derived as Row
 from probe.store.sketch import Sketch
-from probe.store.tables import results, rollups
+from probe.store.tables import rollups
 
-OUTCOMES = tuple(o.value for o in Outcome)
-Key = tuple[str, str, datetime]
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """The part of a result that rollups and incidents need."""
-
-    flow: str
-    destination: str
-    slot: datetime
-    outcome: str
-    latency: float | None
-    maintenance: bool
-    span: float | None = None
-    reason: str | None = None
+__all__ = ["OUTCOMES", "Hour", "Key", "Row", "accumulate", "apply", "hour_of", "rebuild"]
 
 
 @dataclass(slots=True)
@@ -134,10 +122,6 @@ def _spread(hours: dict[Key, Hour], row: Row, first: datetime) -> None:
         start = hour_start = hour_end
 
 
-# Keys per statement: well under any backend's limit on bound parameters.
-_CHUNK = 300
-
-
 async def apply(conn: AsyncConnection, rows: Sequence[Row]) -> None:
     """Add newly written results to the rollups, and move the incident watermarks of their
     flows and destinations, in the caller's transaction.
@@ -149,7 +133,7 @@ async def apply(conn: AsyncConnection, rows: Sequence[Row]) -> None:
     if not rows:
         return
     hours = accumulate(rows)
-    stored = await _stored_hours(conn, list(hours))
+    stored = await queries.locked_hours(conn, list(hours))
     fresh = [key for key in hours if key not in stored]
     if fresh:
         # Another daemon may insert the same hour meanwhile: those are merged below.
@@ -160,7 +144,7 @@ async def apply(conn: AsyncConnection, rows: Sequence[Row]) -> None:
         done = {(r.flow, r.destination, r.hour) for r in returned}
         raced = [key for key in fresh if key not in done]
         if raced:
-            stored.update(await _stored_hours(conn, raced))
+            stored.update(await queries.locked_hours(conn, raced))
     changed = [key for key in hours if key in stored]
     params = [_key_values(key) | hours[key].merge_into(stored[key]) for key in changed]
     await bulk.update_rows(conn, rollups, params, key=_KEY_COLUMNS)
@@ -174,37 +158,12 @@ def _key_values(key: Key) -> dict[str, Any]:
     return {"flow": key[0], "destination": key[1], "hour": key[2]}
 
 
-async def _stored_hours(conn: AsyncConnection, keys: list[Key]) -> dict[Key, Any]:
-    """The stored rows of ``keys``, locked: flows and hours in IN lists, keys in Python."""
-    wanted = set(keys)
-    found: dict[Key, Any] = {}
-    hours = sorted({key[2] for key in keys})
-    flows = sorted({key[0] for key in keys})
-    for start in range(0, len(flows), _CHUNK):
-        query = (
-            select(rollups)
-            .where(rollups.c.flow.in_(flows[start : start + _CHUNK]), rollups.c.hour.in_(hours))
-            .with_for_update()
-        )
-        for row in await conn.execute(query):
-            key = (row.flow, row.destination, row.hour)
-            if key in wanted:
-                found[key] = row
-    return found
-
-
 async def rebuild(conn: AsyncConnection, *, batch: int = 50_000) -> int:
     """Recompute every rollup and incident from the raw results; returns the results read."""
     await conn.execute(delete(rollups))
     hours: dict[Key, Hour] = {}
-    query = select(
-        results.c.flow, results.c.destination, results.c.slot_at, results.c.outcome,
-        results.c.latency_s, results.c.maintenance, results.c.span_s, results.c.reason,
-    ).where(results.c.adhoc.is_(False)).order_by(results.c.slot_at)  # fmt: skip
     read = 0
-    stream = await conn.stream(query.execution_options(yield_per=batch))
-    async for part in stream.partitions(batch):
-        rows = [Row(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7]) for r in part]
+    async for rows in queries.derived_results(conn, batch=batch):
         accumulate(rows, hours)
         read += len(rows)
     values = [

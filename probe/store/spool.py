@@ -9,6 +9,9 @@ The database keeps, in ``spool_marks``, how far into each spool file it has comm
 updated in the same transaction as the rows. Replaying a file from its mark is therefore
 exactly-once, even when the replay itself is interrupted.
 
+Each record is one JSON line of a versioned format (`probe.store.records`): a record of a
+version this daemon does not read raises `UnknownVersion`, a damaged one `BadRecord`.
+
 Each process writes its own file and holds an exclusive lock on it. A file in the spool
 directory whose lock can be taken belongs to a process that is gone: an orphan, replayed
 at the next start.
@@ -25,40 +28,18 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import structlog
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
-from probe.model import Outcome, Result, Sighting
+from probe.store.records import RECORDS, VERSION, record_of
+from probe.store.rows import Item
 
 log = structlog.get_logger("probe.store.spool")
 
 _UNSAFE = re.compile(r"[^0-9A-Za-z._-]")
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeRow:
-    """A probe as stored before it is sent."""
-
-    probe_id: str
-    flow: str
-    slot_at: datetime
-    claimed_at: datetime
-    deadline_at: datetime
-    node: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SentRow:
-    probe_id: str
-    sent_at: datetime
-    send_reason: str | None
-    detail: str | None
-
-
-Item = ProbeRow | SentRow | Sighting | Result
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,118 +51,50 @@ class Spooled:
     end: int = 0
 
 
-# The record format. Every record says which it is, and a reader refuses a version it does
-# not know rather than guess: a newer daemon's spool waits for a newer daemon.
-VERSION = 1
-
-
 class UnknownVersion(ValueError):
-    """A spool record written by a newer version of the daemon."""
+    """A spool record written by a newer version of the daemon: not ours to read or skip."""
+
+
+class BadRecord(ValueError):
+    """A spool record that is not one: damaged JSON, an unknown kind, a field missing."""
 
 
 def encode(item: Item) -> bytes:
-    """One JSON line."""
-    if isinstance(item, ProbeRow):
-        data: dict[str, Any] = {
-            "k": "claim",
-            "probe_id": item.probe_id,
-            "flow": item.flow,
-            "slot_at": item.slot_at.isoformat(),
-            "claimed_at": item.claimed_at.isoformat(),
-            "deadline_at": item.deadline_at.isoformat(),
-            "node": item.node,
-        }
-    elif isinstance(item, SentRow):
-        data = {
-            "k": "sent",
-            "probe_id": item.probe_id,
-            "sent_at": item.sent_at.isoformat(),
-            "send_reason": item.send_reason,
-            "detail": item.detail,
-        }
-    elif isinstance(item, Sighting):
-        data = {
-            "k": "sighting",
-            "probe_id": item.probe_id,
-            "destination": item.destination,
-            "seen_at": item.seen_at.isoformat(),
-            "count": item.count,
-            "arrived_at": _iso(item.arrived_at),
-            "node": item.node,
-        }
-    else:
-        data = {
-            "k": "result",
-            "probe_id": item.probe_id,
-            "flow": item.flow,
-            "destination": item.destination,
-            "outcome": str(item.outcome),
-            "latency": item.latency,
-            "latency_clock": item.latency_clock,
-            "duplicates": item.duplicates,
-            "reason": item.reason,
-            "slot": item.slot.isoformat(),
-            "resolved_at": item.resolved_at.isoformat(),
-            "mismatch": item.mismatch,
-            "maintenance": item.maintenance,
-            "span": item.span,
-            "adhoc": item.adhoc,
-        }
-    data["v"] = VERSION
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    """One JSON line: the item's record (`probe.store.records`) of version `VERSION`."""
+    return RECORDS.dump_json(record_of(item)) + b"\n"
 
 
 def decode(line: bytes) -> Item:
-    """The item of one JSON line; `ValueError` (or `KeyError`) if it is not one."""
-    data = json.loads(line)
-    version = data.pop("v", 1)  # records before versions were version 1
+    """The item of one JSON line; `UnknownVersion` or `BadRecord` if it is not one."""
+    try:
+        return RECORDS.validate_json(line).item()
+    except ValidationError as exc:
+        raise _refusal(line, exc) from None
+
+
+def _refusal(line: bytes, exc: ValidationError) -> ValueError:
+    """Why ``line`` was refused: a version this daemon does not read, or damage."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return BadRecord(f"not JSON: {line[:80]!r}")
+    if not isinstance(data, dict):
+        return BadRecord(f"not a JSON object: {line[:80]!r}")
+    version = data.get("v", 1)  # records before versions were version 1
     if version != VERSION:
-        raise UnknownVersion(f"spool record version {version!r}; this daemon reads {VERSION}")
-    kind = data.pop("k")
-    if kind == "claim":
-        return ProbeRow(
-            probe_id=data["probe_id"],
-            flow=data["flow"],
-            slot_at=datetime.fromisoformat(data["slot_at"]),
-            claimed_at=datetime.fromisoformat(data["claimed_at"]),
-            deadline_at=datetime.fromisoformat(data["deadline_at"]),
-            node=data["node"],
-        )
-    if kind == "sent":
-        return SentRow(
-            data["probe_id"],
-            datetime.fromisoformat(data["sent_at"]),
-            data["send_reason"],
-            data["detail"],
-        )
-    if kind == "sighting":
-        return Sighting(
-            probe_id=data["probe_id"],
-            destination=data["destination"],
-            seen_at=datetime.fromisoformat(data["seen_at"]),
-            seen_mono=0.0,  # meaningless in another process; replays use seen_at
-            count=data["count"],
-            arrived_at=_from_iso(data["arrived_at"]),
-            node=data.get("node"),
-        )
-    if kind == "result":
-        return Result(
-            probe_id=data["probe_id"],
-            flow=data["flow"],
-            destination=data["destination"],
-            outcome=Outcome(data["outcome"]),
-            latency=data["latency"],
-            latency_clock=data["latency_clock"],
-            duplicates=data["duplicates"],
-            reason=data["reason"],
-            slot=datetime.fromisoformat(data["slot"]),
-            resolved_at=datetime.fromisoformat(data["resolved_at"]),
-            mismatch=data["mismatch"],
-            maintenance=data["maintenance"],
-            span=data.get("span"),  # absent in records written before 0.5
-            adhoc=data.get("adhoc", False),
-        )
-    raise ValueError(f"unknown spool record kind {kind!r}")
+        return UnknownVersion(f"spool record version {version!r}; this daemon reads {VERSION}")
+    kind = data.get("k")
+    problems = "; ".join(
+        _problem(error, kind) for error in exc.errors(include_url=False, include_input=False)
+    )
+    return BadRecord(f"invalid {kind or 'untyped'!r} record: {problems}")
+
+
+def _problem(error: ErrorDetails, kind: object) -> str:
+    """``field: message`` (the kind, which the union puts first, left out)."""
+    loc = error["loc"][1:] if error["loc"][:1] == (kind,) else error["loc"]
+    where = ".".join(str(part) for part in loc)
+    return f"{where}: {error['msg']}" if where else error["msg"]
 
 
 def read(
@@ -212,10 +125,8 @@ def read(
                 return
             try:
                 item = decode(line)
-            except UnknownVersion:
-                raise
-            except (ValueError, KeyError, TypeError) as exc:
-                log.error("spool_bad_record", file=path.name, at=position, error=str(exc)[:200])
+            except BadRecord as exc:
+                log.error("spool_bad_record", file=path.name, at=position, error=str(exc)[:300])
                 if skipped is not None:
                     skipped("spool_damaged")
                 continue
@@ -362,11 +273,3 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def _from_iso(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)

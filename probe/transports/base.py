@@ -1,13 +1,23 @@
-"""The two transport protocols, the registry, and the resources transports share."""
+"""The two transport protocols, a transport's registry value, and the resources they share.
+
+A transport is a `Source` (where a probe is injected) and an `Observer` (where its arrival
+is seen), with a config model for each, put together in one `Transport` value that
+`probe.transports.registry` lists.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import re
 import time
+import typing
 from collections.abc import Awaitable, Callable, Hashable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import quote
+
+from pydantic import BaseModel
 
 from probe.errors import TransportError
 from probe.model import ProbeMessage, Receipt, Sighting
@@ -33,10 +43,13 @@ class Observer(Protocol):
     value). It raises a `TransportError` if the destination could not be read at the end.
     It always looks at least once, even when the deadline has passed, so a restarted
     daemon can still resolve old probes.
-
-    An observer that could not start (a port it cannot bind) may say why in an attribute
-    ``start_error``; a config reload then fails instead of taking it on.
     """
+
+    @property
+    def start_error(self) -> str | None:
+        """Why `start` could not start the observer (a port it cannot bind); None when it
+        did. A config reload then fails instead of taking it on."""
+        ...
 
     async def start(self) -> None: ...
 
@@ -151,29 +164,45 @@ class Lease(Resources):
 
 
 SourceFactory = Callable[[Any, Resources], Source]
+"""Builds the source for a validated ``source:`` model, e.g. ``HttpProbeSource``."""
 ObserverFactory = Callable[[Destination, Resources], Observer]
-
-SOURCES: dict[str, SourceFactory] = {}
-OBSERVERS: dict[str, ObserverFactory] = {}
+"""Builds the observer for one resolved ``destinations:`` entry (its model is ``.config``)."""
 
 
-def make_source(config: Any, resources: Resources) -> Source:
-    """Build the source for a ``source:`` config block, by its ``type``."""
-    _load_builtin()
-    return SOURCES[config.type](config, resources)
+@dataclass(frozen=True, slots=True)
+class Transport:
+    """One transport, as the registry lists it: its ``type``, its two config models and
+    the factories that build its source and observer from them.
 
+        TRANSPORT = Transport(
+            type="http",
+            source_spec=HttpSource,
+            destination_spec=HttpDestination,
+            source=HttpProbeSource,
+            observer=HttpPollObserver.for_destination,
+        )
 
-def make_observer(spec: Destination, resources: Resources) -> Observer:
-    """Build the observer for one resolved ``destinations:`` entry, by its ``type``."""
-    _load_builtin()
-    return OBSERVERS[spec.config.type](spec, resources)
+    Both models are `probe.transports.spec.Model` subclasses with a field
+    ``type: Literal["http"]``. The config reads ``summary`` (text for people) of a source
+    model, and ``name``, ``slo`` and ``poll`` (None: ``defaults.poll``) of a destination
+    model. A transport of another package is found through the entry-point group
+    ``probe.transports`` (see `probe.transports.registry`).
+    """
 
+    type: str
+    source_spec: builtins.type[BaseModel]  # `builtins`: the field `type` hides the builtin
+    destination_spec: builtins.type[BaseModel]
+    source: SourceFactory
+    observer: ObserverFactory
 
-def _load_builtin() -> None:
-    # Imported lazily so that each transport module can import this one.
-    import probe.transports.http
-    import probe.transports.mllp.transport
-    import probe.transports.sql  # noqa: F401
+    def __post_init__(self) -> None:
+        for model in (self.source_spec, self.destination_spec):
+            field = model.model_fields.get("type")
+            if field is None or typing.get_args(field.annotation) != (self.type,):
+                raise TypeError(
+                    f"transport {self.type!r}: {model.__name__} needs a field "
+                    f"type: Literal[{self.type!r}]"
+                )
 
 
 def fill(template: str, variables: Mapping[str, str], *, url: bool = False) -> str:
@@ -189,6 +218,15 @@ def fill(template: str, variables: Mapping[str, str], *, url: bool = False) -> s
 def has_variables(template: str) -> bool:
     """Whether ``template`` has any ``${probe_id}``-style variable for `fill` to fill."""
     return _TEMPLATE.search(template) is not None
+
+
+FINAL_LOOK = 1.5
+"""Seconds a poll observer's look may take once its deadline has passed (a resumed probe).
+
+The final look must be a real one: on a busy machine, or right after a restart when every
+resumed probe looks at once, a window of one poll interval timed out on readable
+destinations and recorded observe_error where the message had arrived. It stays below the
+runner's own bound past the deadline (poll + 2 s)."""
 
 
 async def poll_until(

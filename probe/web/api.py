@@ -6,8 +6,9 @@
 - ``POST /api/v1/flows/{flow}/run``: probe a flow now, with ``Authorization: Bearer
   <server.api_token>``; without a configured token the endpoint answers 403.
 
-Every error is ``{"error": "..."}`` with a 4xx or 5xx status. The token is compared in
-constant time and never logged, echoed or stored.
+Every answer is a model of `probe.web.models`, dumped (`model_response`), and every error is
+``{"error": "..."}`` with a 4xx or 5xx status. The token is compared in constant time and
+never logged, echoed or stored.
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, or_, select
+from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
@@ -35,7 +35,8 @@ from probe.config.models import Config, FlowSpec
 from probe.config.windows import Calendar
 from probe.errors import StoreError
 from probe.model import Result, utcnow
-from probe.store.tables import results
+from probe.store.queries import results_page
+from probe.web import models
 from probe.web.openapi import openapi_document
 from probe.web.status import DestinationStatus, FlowStatus, Recent, Snapshot, Window, snapshot
 
@@ -73,7 +74,14 @@ class ApiError(Exception):
 
 def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
     """The one error shape of the API."""
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+    return model_response(models.Error(error=message), status=status, headers=headers)
+
+
+def model_response(
+    model: BaseModel, *, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    """`model` as JSON: its ``model_dump(mode="json")``, which its OpenAPI schema describes."""
+    return JSONResponse(model.model_dump(mode="json"), status_code=status, headers=headers)
 
 
 @dataclass(slots=True)
@@ -134,43 +142,33 @@ class Api:
 
     async def flows(self, _: Request) -> Response:
         found = await self.snapshot()
-        return JSONResponse(
-            {
-                "generated_at": self._iso(found.generated_at),
-                "timezone": self.context.config.timezone,
-                "flows": [self._flow_json(flow) for flow in found.flows],
-            }
+        return model_response(
+            models.FlowList(
+                generated_at=self._iso(found.generated_at),
+                timezone=self.context.config.timezone,
+                flows=tuple(self._flow_model(flow) for flow in found.flows),
+            )
         )
 
     async def results(self, request: Request) -> Response:
         flow = self._flow(request)
         query = parse_query(request.query_params, flow, now=utcnow())
-        statement = (
-            select(results)
-            .where(results.c.flow == flow.name)
-            .where(results.c.slot_at >= query.start, results.c.slot_at < query.end)
-            .order_by(results.c.slot_at, results.c.probe_id, results.c.destination)
-            .limit(query.limit + 1)
-        )
-        if query.destination is not None:
-            statement = statement.where(results.c.destination == query.destination)
-        if query.after is not None:
-            statement = statement.where(_after(*query.after))
         async with self.context.engine.connect() as conn:
-            rows = list(await conn.execute(statement))
-        more = len(rows) > query.limit
-        rows = rows[: query.limit]
-        last = rows[-1] if more else None
-        return JSONResponse(
-            {
-                "flow": flow.name,
-                "from": self._iso(query.start),
-                "to": self._iso(query.end),
-                "results": [self._result_json(dict(row._mapping)) for row in rows],
-                "next": None
+            page = await results_page(
+                conn, flow.name, start=query.start, end=query.end, limit=query.limit,
+                destination=query.destination, after=query.after,
+            )  # fmt: skip
+        last = page.results[-1] if page.more else None
+        return model_response(
+            models.ResultPage(
+                flow=flow.name,
+                start=self._iso(query.start),
+                end=self._iso(query.end),
+                results=tuple(self._result_model(r) for r in page.results),
+                next=None
                 if last is None
-                else encode_cursor(last.slot_at, last.probe_id, last.destination),
-            }
+                else encode_cursor(last.slot, last.probe_id, last.destination),
+            )
         )
 
     async def run(self, request: Request) -> Response:
@@ -191,12 +189,12 @@ class Api:
         if not found:
             raise ApiError(503, "the probe could not be stored, so it was not sent; try again")
         self._cached = None  # the next status shows this run
-        return JSONResponse(
-            {
-                "flow": flow.name,
-                "slot": self._iso(found[0].slot),
-                "results": [self._result_json(_result_mapping(r)) for r in found],
-            }
+        return model_response(
+            models.RunResult(
+                flow=flow.name,
+                slot=self._iso(found[0].slot),
+                results=tuple(self._result_model(r) for r in found),
+            )
         )
 
     def _flow(self, request: Request) -> FlowSpec:
@@ -209,73 +207,60 @@ class Api:
     def _iso(self, moment: datetime) -> str:
         return moment.astimezone(self.tz).isoformat()
 
-    def _window_json(self, window: Window | None) -> dict[str, str] | None:
+    def _window_model(self, window: Window | None) -> models.Window | None:
         if window is None:
             return None
-        return {"name": window.name, "start": self._iso(window.start), "end": self._iso(window.end)}
+        return models.Window(
+            name=window.name, start=self._iso(window.start), end=self._iso(window.end)
+        )
 
-    def _flow_json(self, flow: FlowStatus) -> dict[str, Any]:
-        return {
-            "name": flow.name,
-            "description": flow.description,
-            "state": str(flow.state),
-            "maintenance": self._window_json(flow.maintenance),
-            "next_maintenance": self._window_json(flow.next_maintenance),
-            "destinations": [self._destination_json(d) for d in flow.destinations],
-        }
+    def _flow_model(self, flow: FlowStatus) -> models.Flow:
+        return models.Flow(
+            name=flow.name,
+            description=flow.description,
+            state=flow.state,
+            maintenance=self._window_model(flow.maintenance),
+            next_maintenance=self._window_model(flow.next_maintenance),
+            destinations=tuple(self._destination_model(d) for d in flow.destinations),
+        )
 
-    def _destination_json(self, dest: DestinationStatus) -> dict[str, Any]:
-        return {
-            "name": dest.name,
-            "state": str(dest.state),
-            "last_probe": None if dest.last is None else self._last_json(dest.last),
-            "down_since": None if dest.down_since is None else self._iso(dest.down_since),
-            "availability": dest.availability,
-            "slo": {"objective": dest.slo_objective, "latency_seconds": dest.slo_latency},
-        }
+    def _destination_model(self, dest: DestinationStatus) -> models.Destination:
+        return models.Destination(
+            name=dest.name,
+            state=dest.state,
+            last_probe=None if dest.last is None else self._last_model(dest.last),
+            down_since=None if dest.down_since is None else self._iso(dest.down_since),
+            availability=models.Availability.model_validate(dest.availability),
+            slo=models.DestinationSlo(
+                objective=dest.slo_objective, latency_seconds=dest.slo_latency
+            ),
+        )
 
-    def _last_json(self, last: Recent) -> dict[str, Any]:
-        return {
-            "probe_id": last.probe_id,
-            "slot": self._iso(last.slot),
-            "outcome": str(last.outcome),
-            "latency_seconds": last.latency,
-            "reason": last.reason,
-            "maintenance": last.maintenance,
-            "resolved_at": self._iso(last.resolved_at),
-        }
+    def _last_model(self, last: Recent) -> models.LastProbe:
+        return models.LastProbe(
+            probe_id=last.probe_id,
+            slot=self._iso(last.slot),
+            outcome=last.outcome,
+            latency_seconds=last.latency,
+            reason=last.reason,
+            maintenance=last.maintenance,
+            resolved_at=self._iso(last.resolved_at),
+        )
 
-    def _result_json(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        return {
-            "probe_id": row["probe_id"],
-            "destination": row["destination"],
-            "slot": self._iso(row["slot_at"]),
-            "outcome": str(row["outcome"]),
-            "latency_seconds": row["latency_s"],
-            "latency_clock": row["latency_clock"],
-            "duplicates": row["duplicates"],
-            "reason": row["reason"],
-            "mismatch": row["mismatch"],
-            "maintenance": bool(row["maintenance"]),
-            "resolved_at": self._iso(row["resolved_at"]),
-        }
-
-
-def _result_mapping(result: Result) -> dict[str, Any]:
-    """A `Result` under the column names of the results table."""
-    return {
-        "probe_id": result.probe_id,
-        "destination": result.destination,
-        "slot_at": result.slot,
-        "outcome": result.outcome,
-        "latency_s": result.latency,
-        "latency_clock": result.latency_clock,
-        "duplicates": result.duplicates,
-        "reason": result.reason,
-        "mismatch": result.mismatch,
-        "maintenance": result.maintenance,
-        "resolved_at": result.resolved_at,
-    }
+    def _result_model(self, result: Result) -> models.StoredResult:
+        return models.StoredResult(
+            probe_id=result.probe_id,
+            destination=result.destination,
+            slot=self._iso(result.slot),
+            outcome=result.outcome,
+            latency_seconds=result.latency,
+            latency_clock=result.latency_clock,
+            duplicates=result.duplicates,
+            reason=result.reason,
+            mismatch=result.mismatch,
+            maintenance=result.maintenance,
+            resolved_at=self._iso(result.resolved_at),
+        )
 
 
 def authorize(header: str | None, token: str) -> None:
@@ -359,15 +344,3 @@ def decode_cursor(cursor: str) -> tuple[datetime, str, str]:
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
         raise ApiError(422, "invalid cursor: pass the next value of the previous page") from None
     return moment.astimezone(UTC), probe_id, destination
-
-
-def _after(slot: datetime, probe_id: str, destination: str) -> Any:
-    """Rows sorting after (slot, probe_id, destination): the keyset for the next page."""
-    c = results.c
-    return or_(
-        c.slot_at > slot,
-        and_(
-            c.slot_at == slot,
-            or_(c.probe_id > probe_id, and_(c.probe_id == probe_id, c.destination > destination)),
-        ),
-    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -44,23 +45,86 @@ def make_app(
     ``api_token()`` (read at each request, as a reload may change it) and answers 403
     without one. ``readiness_problems`` says why a failed check failed, for ``/readyz``.
     """
+    ops = _Operations(exposition, readiness, readiness_problems, api_token)
+    routes = [
+        Route("/metrics", ops.metrics),
+        Route("/healthz", ops.healthz),
+        Route("/readyz", ops.readyz),
+    ]
+    if monthly_report is not None:
+        routes.append(Route("/api/v1/reports/monthly/{month}", _report_endpoint(monthly_report)))
+    if reload is not None:
+        routes.append(Route("/-/reload", ops.reload_endpoint(reload), methods=["POST"]))
+    if api is not None:
+        routes.extend(api.routes())
+        page = status_page.endpoint(api.snapshot, timezone=api.context.config.timezone)
+        routes.append(Route("/", page))
+    return Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+    )
 
-    async def metrics(_: Request) -> Response:
-        return StreamingResponse(_yielding(exposition()), media_type=CONTENT_TYPE_LATEST)
 
-    async def healthz(_: Request) -> Response:
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Operations:
+    """The endpoints for operators and scrapers: metrics, health, readiness, reload."""
+
+    exposition: Callable[[], Iterator[bytes]]
+    readiness: Callable[[], Awaitable[dict[str, bool]]]
+    readiness_problems: Callable[[], list[str]]
+    api_token: Callable[[], str | None]
+
+    async def metrics(self, _: Request) -> Response:
+        return StreamingResponse(_yielding(self.exposition()), media_type=CONTENT_TYPE_LATEST)
+
+    async def healthz(self, _: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    async def readyz(_: Request) -> Response:
-        checks = await readiness()
+    async def readyz(self, _: Request) -> Response:
+        checks = await self.readiness()
         ready = all(checks.values())
         body: dict[str, object] = {"status": "ready" if ready else "not ready", "checks": checks}
-        if problems := readiness_problems():
+        if problems := self.readiness_problems():
             body["problems"] = problems
         return JSONResponse(body, status_code=200 if ready else 503)
 
+    def reload_endpoint(self, reload: Reload) -> Endpoint:
+        """``POST /-/reload``: 403 without a configured token, 401 without the right one."""
+
+        async def reload_config(request: Request) -> Response:
+            token = self.api_token()
+            if token is None:
+                message = "reloading through the API is disabled: set server.api_token to enable"
+                return error_response(403, message)
+            try:
+                authorize(request.headers.get("authorization"), token)
+            except ApiError as exc:
+                return error_response(exc.status, exc.message, exc.headers)
+            return await _reloaded(reload)
+
+        return reload_config
+
+
+async def _reloaded(reload: Reload) -> Response:
+    """Reload, and answer with what changed or why the running config was kept."""
+    try:
+        changes = await reload()
+    except (ConfigError, StartupError) as exc:  # the running config is kept
+        return error_response(422, f"config not reloaded: {exc}")
+    except ReloadRefused as exc:
+        return error_response(503, f"config not reloaded: {exc}")
+    except Exception:  # logged by the daemon, which keeps the running config
+        return error_response(500, "config not reloaded: internal error (see the log)")
+    return JSONResponse({"status": "ok", **changes.summary()})
+
+
+def _report_endpoint(monthly_report: MonthlyReport) -> Endpoint:
+    """``GET /api/v1/reports/monthly/{month}``: 400 for a bad month, 503 without the store."""
+
     async def report(request: Request) -> Response:
-        assert monthly_report is not None
         month = request.path_params["month"]
         try:
             body = await monthly_report(month)
@@ -70,43 +134,7 @@ def make_app(
             return JSONResponse({"error": str(exc)}, status_code=503)
         return JSONResponse(body)
 
-    async def reload_config(request: Request) -> Response:
-        assert reload is not None
-        token = api_token()
-        if token is None:
-            message = "reloading through the API is disabled: set server.api_token to enable"
-            return error_response(403, message)
-        try:
-            authorize(request.headers.get("authorization"), token)
-        except ApiError as exc:
-            return error_response(exc.status, exc.message, exc.headers)
-        try:
-            changes = await reload()
-        except (ConfigError, StartupError) as exc:  # the running config is kept
-            return error_response(422, f"config not reloaded: {exc}")
-        except ReloadRefused as exc:
-            return error_response(503, f"config not reloaded: {exc}")
-        except Exception:  # logged by the daemon, which keeps the running config
-            return error_response(500, "config not reloaded: internal error (see the log)")
-        return JSONResponse({"status": "ok", **changes.summary()})
-
-    routes = [
-        Route("/metrics", metrics),
-        Route("/healthz", healthz),
-        Route("/readyz", readyz),
-    ]
-    if monthly_report is not None:
-        routes.append(Route("/api/v1/reports/monthly/{month}", report))
-    if reload is not None:
-        routes.append(Route("/-/reload", reload_config, methods=["POST"]))
-    if api is not None:
-        routes.extend(api.routes())
-        page = status_page.endpoint(api.snapshot, timezone=api.context.config.timezone)
-        routes.append(Route("/", page))
-    return Starlette(
-        routes=routes,
-        exception_handlers={HTTPException: _http_error, Exception: _server_error},
-    )
+    return report
 
 
 async def _http_error(_: Request, exc: Exception) -> Response:

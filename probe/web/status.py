@@ -26,17 +26,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from probe.config.models import FlowSpec
 from probe.config.windows import Calendar, occurrences, windows_for
-from probe.model import PROBE_FAULTS, Outcome, utcnow
-from probe.store.rollup import OUTCOMES, hour_of
-from probe.store.tables import incidents, results, rollups
+from probe.model import Outcome, Result, utcnow
+from probe.store import queries
+from probe.store.queries import HourCounts
+from probe.store.rollup import hour_of
 
 DOWN_AFTER = 3
 RECENT = 10
@@ -184,9 +183,9 @@ async def snapshot(
     now = now or utcnow()
     out = []
     async with engine.connect() as conn:
-        month = await _rollup_totals(conn, since=hour_of(now) - timedelta(hours=719))
-        day = await _rollup_hours(conn, first=hour_of(now) - timedelta(hours=23))
-        opened = await _open_incidents(conn)
+        month = await queries.rollup_ratios(conn, since=hour_of(now) - timedelta(hours=719))
+        day = await queries.rollup_hours(conn, first=hour_of(now) - timedelta(hours=23))
+        opened = await queries.open_incident_starts(conn)
         for flow in flows:
             dests = []
             for name, objective, latency in _targets(flow):
@@ -194,7 +193,7 @@ async def snapshot(
                 recent, last = await _recent(conn, key)
                 state = classify(recent, now=now, stale_after=stale_after(flow, now))
                 hours = tuple(
-                    day.get((*key, hour_of(now) - timedelta(hours=23 - i)))
+                    _hour(day.get((*key, hour_of(now) - timedelta(hours=23 - i))))
                     or Hour(hour_of(now) - timedelta(hours=23 - i))
                     for i in range(24)
                 )
@@ -256,102 +255,40 @@ def _ratio(delivered: int, counted: int) -> float | None:
     return delivered / counted if counted else None
 
 
-_COLUMNS = (
-    results.c.probe_id,
-    results.c.destination,
-    results.c.slot_at,
-    results.c.outcome,
-    results.c.latency_s,
-    results.c.reason,
-    results.c.maintenance,
-    results.c.resolved_at,
-)
-
-
-def to_recent(row: Any) -> Recent:
-    """A `Recent` from a row of `_COLUMNS`."""
+def to_recent(result: Result) -> Recent:
+    """The part of a stored result the state and the API show."""
     return Recent(
-        probe_id=row.probe_id,
-        destination=row.destination,
-        slot=row.slot_at,
-        outcome=Outcome(row.outcome),
-        latency=row.latency_s,
-        reason=row.reason,
-        maintenance=bool(row.maintenance),
-        resolved_at=row.resolved_at,
-    )
-
-
-async def _open_incidents(conn: AsyncConnection) -> dict[Key, datetime]:
-    """The start of each flow and destination's open incident."""
-    query = select(incidents.c.flow, incidents.c.destination, incidents.c.start_at).where(
-        incidents.c.end_at.is_(None)
-    )
-    return {(r.flow, r.destination): r.start_at for r in await conn.execute(query)}
-
-
-def _measured(query: Any) -> Any:
-    """Only what measured the integration: no ad hoc result, no probe-side fault."""
-    return query.where(results.c.adhoc.is_(False)).where(
-        or_(results.c.reason.is_(None), results.c.reason.not_in(sorted(PROBE_FAULTS)))
+        probe_id=result.probe_id,
+        destination=result.destination,
+        slot=result.slot,
+        outcome=result.outcome,
+        latency=result.latency,
+        reason=result.reason,
+        maintenance=result.maintenance,
+        resolved_at=result.resolved_at,
     )
 
 
 async def _recent(conn: AsyncConnection, key: Key) -> tuple[list[Recent], Recent | None]:
     """The newest measured results outside maintenance (for the state), and the newest of
-    all, by slot: a lost probe resolves after later slots, and must not look newer."""
-    query = _measured(
-        select(*_COLUMNS)
-        .where(results.c.flow == key[0], results.c.destination == key[1])
-        .order_by(results.c.slot_at.desc(), results.c.probe_id.desc())
-    )
-    newest = (await conn.execute(query.limit(1))).first()
-    counted = await conn.execute(query.where(results.c.maintenance == false()).limit(RECENT))
+    all, by slot (`probe.store.queries.newest_results`)."""
+    counted, newest = await queries.newest_results(conn, key, counted=RECENT)
     return [to_recent(r) for r in counted], (to_recent(newest) if newest else None)
 
 
 async def _availability_1h(conn: AsyncConnection, key: Key, now: datetime) -> float | None:
-    query = _measured(
-        select(results.c.outcome, func.count())
-        .where(results.c.flow == key[0], results.c.destination == key[1])
-        .where(results.c.slot_at >= now - timedelta(hours=1), results.c.slot_at <= now)
-        .where(results.c.maintenance == false())
-        .group_by(results.c.outcome)
+    since = now - timedelta(hours=1)
+    return _ratio(*await queries.measured_ratio(conn, key, since=since, until=now))
+
+
+def _hour(counts: HourCounts | None) -> Hour | None:
+    """The bar cell of one rollup hour (None: no rollup that hour)."""
+    if counts is None:
+        return None
+    return Hour(
+        start=counts.hour,
+        counted=sum(counts.counts.values()),
+        delivered=counts.counts[Outcome.DELIVERED.value],
+        failed=sum(counts.counts[o.value] for o in FAILED),
+        maintenance=counts.maintenance,
     )
-    counts = {outcome: int(n) for outcome, n in await conn.execute(query)}
-    return _ratio(counts.get(Outcome.DELIVERED.value, 0), sum(counts.values()))
-
-
-async def _rollup_totals(conn: AsyncConnection, *, since: datetime) -> dict[Key, tuple[int, int]]:
-    """(delivered, counted) per flow and destination over the rollup hours from ``since``."""
-    counted = sum((rollups.c[name] for name in OUTCOMES[1:]), rollups.c[OUTCOMES[0]])
-    query = (
-        select(
-            rollups.c.flow,
-            rollups.c.destination,
-            func.sum(rollups.c.delivered),
-            func.sum(counted),
-        )
-        .where(rollups.c.hour >= since)
-        .group_by(rollups.c.flow, rollups.c.destination)
-    )
-    rows = await conn.execute(query)
-    return {(f, d): (int(delivered or 0), int(total or 0)) for f, d, delivered, total in rows}
-
-
-async def _rollup_hours(
-    conn: AsyncConnection, *, first: datetime
-) -> dict[tuple[str, str, datetime], Hour]:
-    """Every rollup row from the hour ``first`` on, keyed by flow, destination and hour."""
-    failed = [o.value for o in FAILED]
-    out = {}
-    for row in await conn.execute(select(rollups).where(rollups.c.hour >= first)):
-        counts = {name: int(getattr(row, name)) for name in OUTCOMES}
-        out[(row.flow, row.destination, row.hour)] = Hour(
-            start=row.hour,
-            counted=sum(counts.values()),
-            delivered=counts[Outcome.DELIVERED.value],
-            failed=sum(counts[name] for name in failed),
-            maintenance=int(row.maintenance),
-        )
-    return out

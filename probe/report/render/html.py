@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from html import escape
 
+from probe.report.models import Incident, MonthlyReport, ReportRow
 from probe.report.render import formats, svg
 from probe.report.render.formats import DASH
 from probe.report.render.i18n import Lang, cause, label
 from probe.report.render.style import CSS
-from probe.report.render.view import Report, Row, Span, daily_by_date
 from probe.report.render.wording import (
     DEFINITIONS,
     PARTIAL_MARK,
@@ -39,7 +39,7 @@ def _e(text: object) -> str:
     return escape(str(text), quote=True)
 
 
-def to_html(report: Report, lang: Lang) -> str:
+def to_html(report: MonthlyReport, lang: Lang) -> str:
     """The whole page: header, verdict tiles, summary table, one section per row."""
     month = formats.month_name(report.month, lang)
     title = f"{label('title', lang)} {DASH} {month}"
@@ -64,15 +64,15 @@ def to_html(report: Report, lang: Lang) -> str:
     )
 
 
-def _banner(report: Report, lang: Lang) -> str:
+def _banner(report: MonthlyReport, lang: Lang) -> str:
     """A partial month, said before any figure: the figures cover only what was measured."""
     text = report_partial_note(report, lang, name=str)
     return f'<p class="banner partial" role="note">{_e(text)}</p>' if text else ""
 
 
-def _verdict(row: Row) -> str:
+def _verdict(row: ReportRow) -> str:
     """The CSS class for a row's SLO verdict: met, missed or none (no data / not judged)."""
-    if row.no_data or row.slo.met is None:
+    if row.without_data or row.slo.met is None:
         return "none"
     return "met" if row.slo.met else "missed"
 
@@ -80,15 +80,15 @@ def _verdict(row: Row) -> str:
 _SYMBOLS = {"met": "\u2713", "missed": "\u2717", "none": DASH}
 
 
-def _badge(row: Row, lang: Lang) -> str:
+def _badge(row: ReportRow, lang: Lang) -> str:
     """The SLO verdict as symbol, word and colour, so it reads without colour too."""
     verdict = _verdict(row)
-    words = "no_data" if row.no_data else "not_evaluated" if verdict == "none" else verdict
+    words = "no_data" if row.without_data else "not_evaluated" if verdict == "none" else verdict
     text = f"{_SYMBOLS[verdict]} {label(words, lang)}"
     return f'<span class="badge {verdict}">{_e(text)}</span>'
 
 
-def _tiles(report: Report, lang: Lang) -> str:
+def _tiles(report: MonthlyReport, lang: Lang) -> str:
     """Three counts at the top: how many rows met, missed, or had no data."""
     verdicts = [_verdict(row) for row in report.rows]
     tiles = (
@@ -103,7 +103,7 @@ def _tiles(report: Report, lang: Lang) -> str:
     return f'<div class="tiles">{"".join(cells)}</div>'
 
 
-def _summary(report: Report, lang: Lang) -> str:
+def _summary(report: MonthlyReport, lang: Lang) -> str:
     """The at-a-glance table: one line per flow and destination."""
     heads = [
         ("flow", ""),
@@ -120,7 +120,7 @@ def _summary(report: Report, lang: Lang) -> str:
     head = "".join(f'<th class="{cls}">{_e(label(key, lang))}</th>' for key, cls in heads)
     lines = []
     for index, row in enumerate(report.rows, 1):
-        objective = row.slo.objective
+        latency = row.latency_seconds
         cells = [
             f'<td><a href="#row-{index}">{_e(row.flow)}</a></td>',
             f"<td>{_e(destination(row, lang))}</td>",
@@ -128,10 +128,10 @@ def _summary(report: Report, lang: Lang) -> str:
             _num(optional_percent(row.time_availability, row, lang)),
             _coverage_cell(row, lang),
             _num(_previous_cell(row, lang)),
-            _num(DASH if objective is None else formats.percent(objective, lang, trim=True)),
+            _num(formats.percent(row.slo.objective, lang, trim=True)),
             f"<td>{_badge(row, lang)}</td>",
-            _num(DASH if row.latency is None else formats.seconds(row.latency.p95, lang)),
-            _num(DASH if row.no_data else formats.number(len(row.incidents), lang)),
+            _num(DASH if latency is None else formats.seconds(latency.p95, lang)),
+            _num(DASH if row.without_data else formats.number(len(row.incidents), lang)),
         ]
         lines.append(f'<tr class="{_verdict(row)}">{"".join(cells)}</tr>')
     return (
@@ -142,7 +142,7 @@ def _summary(report: Report, lang: Lang) -> str:
     )
 
 
-def _coverage_cell(row: Row, lang: Lang) -> str:
+def _coverage_cell(row: ReportRow, lang: Lang) -> str:
     """The coverage, marked with a symbol and a word when the row covers part of the month."""
     mark = ""
     if row.partial:
@@ -155,13 +155,12 @@ def _num(text: str) -> str:
     return f'<td class="num">{_e(text)}</td>'
 
 
-def _previous_cell(row: Row, lang: Lang) -> str:
-    if row.previous_availability is None:
-        return DASH
-    return formats.percent(row.previous_availability, lang)
+def _previous_cell(row: ReportRow, lang: Lang) -> str:
+    previous = row.previous_month.availability
+    return DASH if previous is None else formats.percent(previous, lang)
 
 
-def _section(row: Row, index: int, report: Report, lang: Lang) -> str:
+def _section(row: ReportRow, index: int, report: MonthlyReport, lang: Lang) -> str:
     """One flow and destination: key figures, charts, incidents and maintenance."""
     name = row_title(row, lang)
     badges = _badge(row, lang)
@@ -171,13 +170,13 @@ def _section(row: Row, index: int, report: Report, lang: Lang) -> str:
     head = f'<div class="flow-head"><h2>{_e(name)}</h2><span>{badges}</span></div>'
     if row.partial:
         head += f'<p class="partial-note">{_e(partial_note(row, lang))}</p>'
-    if row.no_data:
+    if row.without_data:
         body = [f'<p class="nodata">{_e(label("no_data_note", lang))}</p>']
         if row.measurement_known:
             body.append(_measurement_line(row, lang))
     else:
         days = report.days()
-        daily = daily_by_date(row.daily)
+        daily = row.daily_by_date()
         body = [
             _figures(row, lang),
             _outcomes(row, lang),
@@ -202,10 +201,10 @@ def _figure(caption: str, chart: str) -> str:
     return f"<figure><figcaption>{_e(caption)}</figcaption>{chart}</figure>"
 
 
-def _figures(row: Row, lang: Lang) -> str:
+def _figures(row: ReportRow, lang: Lang) -> str:
     """Eight key figures in a grid: availability, budget, trend, latency, incidents."""
-    slo, lat, shift = row.slo, row.latency, change(row, lang)
-    objective = DASH if slo.objective is None else formats.percent(slo.objective, lang, trim=True)
+    slo, lat, shift = row.slo, row.latency_seconds, change(row, lang)
+    objective = formats.percent(slo.objective, lang, trim=True)
     budget = slo.error_budget_used
     over_budget = budget is not None and budget > 1
     trend, tone = (label("no_data", lang), "") if shift is None else shift
@@ -243,12 +242,12 @@ def _figures(row: Row, lang: Lang) -> str:
     return f'<dl class="figures">{"".join(cells)}</dl>'
 
 
-def _faults_line(row: Row, lang: Lang) -> str:
+def _faults_line(row: ReportRow, lang: Lang) -> str:
     faults = probe_faults(row, lang)
     return f"{label('probe_faults_short', lang)}: {faults}" if faults else ""
 
 
-def _measurement_line(row: Row, lang: Lang) -> str:
+def _measurement_line(row: ReportRow, lang: Lang) -> str:
     """Coverage and time not measured in one line, for a row without any data."""
     parts = [
         f"{label('coverage', lang)} {coverage(row, lang)}",
@@ -267,19 +266,18 @@ def _tile(term: str, value: str, *, sub: str = "", tone: str = "") -> str:
     return f"<div><dt>{_e(term)}</dt><dd{value_class}>{_e(value)}{small}</dd></div>"
 
 
-def _outcomes(row: Row, lang: Lang) -> str:
+def _outcomes(row: ReportRow, lang: Lang) -> str:
     """Probe counts by outcome in one line, with the probes left out for maintenance."""
     parts = [f"{label('probes', lang)} {formats.number(row.probes, lang)}"]
     parts += [
-        f"{cause(name, lang).lower()} {formats.number(count, lang)}"
-        for name, count in row.outcomes.items()
+        f"{cause(name, lang).lower()} {formats.number(count, lang)}" for name, count in row.outcomes
     ]
     parts.append(
         f"{label('excluded', lang).lower()} {formats.number(row.excluded_maintenance, lang)}"
     )
-    if row.slo.latency_seconds is not None and row.latency is not None:
+    if (latency := row.latency_seconds) is not None:
         objective = formats.seconds(row.slo.latency_seconds, lang, trim=True)
-        maximum = DASH if row.latency.max is None else formats.seconds(row.latency.max, lang)
+        maximum = DASH if latency.max is None else formats.seconds(latency.max, lang)
         parts.append(
             f"{label('latency_objective', lang).lower()} {objective}, "
             f"{label('max', lang)} {maximum}"
@@ -289,7 +287,7 @@ def _outcomes(row: Row, lang: Lang) -> str:
     return f'<p class="outcomes">{items}</p>'
 
 
-def _incidents(incidents: tuple[Span, ...], lang: Lang) -> str:
+def _incidents(incidents: tuple[Incident, ...], lang: Lang) -> str:
     if not incidents:
         return f'<p class="muted">{_e(label("no_incidents", lang))}</p>'
     head = "".join(
@@ -302,13 +300,13 @@ def _incidents(incidents: tuple[Span, ...], lang: Lang) -> str:
         f"<td>{_time(item.end, formats.until(item.start, item.end, lang))}"
         f"{_why_end(item, lang)}</td>"
         + _num(optional_duration(item.duration_seconds, lang))
-        + f"<td>{_e(cause(item.label, lang))}</td></tr>"
+        + f"<td>{_e(cause(item.cause, lang))}</td></tr>"
         for item in incidents
     ]
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
 
 
-def _why_end(item: Span, lang: Lang) -> str:
+def _why_end(item: Incident, lang: Lang) -> str:
     """A note after an incident's end when it did not end in a recovery."""
     why = incident_end(item, lang)
     return f' <small class="muted">({_e(why)})</small>' if why else ""
@@ -319,7 +317,7 @@ def _time(stamp: str, text: str) -> str:
     return f'<time datetime="{_e(stamp)}">{_e(text)}</time>'
 
 
-def _maintenance(row: Row, lang: Lang) -> str:
+def _maintenance(row: ReportRow, lang: Lang) -> str:
     """Maintenance windows, listed because their probes are left out of every figure."""
     title = f"<h3>{_e(label('maintenance', lang))}</h3>"
     if not row.maintenance:
@@ -328,7 +326,7 @@ def _maintenance(row: Row, lang: Lang) -> str:
     note = f'<p class="muted">{_e(label("maintenance_note", lang, count=count))}</p>'
     head = "".join(f"<th>{_e(label(key, lang))}</th>" for key in ("name", "start", "end"))
     lines = [
-        f"<tr><td>{_e(item.label)}</td>"
+        f"<tr><td>{_e(item.name)}</td>"
         f"<td>{_time(item.start, formats.when(item.start, lang))}</td>"
         f"<td>{_time(item.end, formats.until(item.start, item.end, lang))}</td></tr>"
         for item in row.maintenance

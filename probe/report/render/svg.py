@@ -21,9 +21,9 @@ from datetime import date
 from html import escape
 from typing import Final
 
+from probe.report.models import Day
 from probe.report.render import formats
 from probe.report.render.i18n import Lang, label
-from probe.report.render.view import Day
 
 WIDTH: Final = 720
 HEIGHT: Final = 230
@@ -99,9 +99,22 @@ def availability_chart(
             parts.append(_diamond(x, y, RED, hollow=hollow, note=note))
         else:
             parts.append(_circle(x, y, BLUE, hollow=hollow, note=note))
+    parts += _legend(_availability_legend(values, partly, unmeasured, objective, lang))
+    desc = label("chart_availability_desc", lang, name=name)
+    return _svg(label("daily_availability", lang), desc, parts)
+
+
+def _availability_legend(
+    values: Sequence[float | None],
+    partly: Sequence[bool],
+    unmeasured: Sequence[bool],
+    objective: float | None,
+    lang: Lang,
+) -> list[tuple[str, str]]:
+    """The availability chart's legend: only the symbols the chart draws."""
     legend = [(label("availability", lang), _swatch_line(BLUE, ""))]
     if objective is not None:
-        if any(v < objective for v in known):
+        if any(v is not None and v < objective for v in values):
             legend.append((label("below", lang), _diamond(0, 0, RED)))
         text = f"{label('objective_line', lang)} {formats.percent(objective, lang, trim=True)}"
         legend.append((text, _swatch_line(RED, "6 4")))
@@ -111,16 +124,14 @@ def availability_chart(
         legend.append((label("not_measured", lang), _swatch_unmeasured()))
     if any(v is None and not u for v, u in zip(values, unmeasured, strict=True)):
         legend.append((label("gap", lang), _swatch_gap()))
-    parts += _legend(legend)
-    desc = label("chart_availability_desc", lang, name=name)
-    return _svg(label("daily_availability", lang), desc, parts)
+    return legend
 
 
 def latency_chart(days: Sequence[date], daily: dict[date, Day], *, lang: Lang, name: str) -> str:
     """Daily p50, p95 and p99 latency in seconds, from zero up."""
     unmeasured = _not_measured(days, daily)
     lats = [
-        None if gone or d not in daily else daily[d].latency
+        None if gone or d not in daily else daily[d].latency_seconds
         for d, gone in zip(days, unmeasured, strict=True)
     ]
     highest = max((lat.p99 for lat in lats if lat is not None), default=1.0)

@@ -14,10 +14,10 @@ import io
 import re
 from typing import Final
 
+from probe.report.models import OUTCOMES, Incident, MonthlyReport, ReportRow
 from probe.report.render import formats
 from probe.report.render.formats import DASH
 from probe.report.render.i18n import Lang, cause, label
-from probe.report.render.view import OUTCOMES, Report, Row, Span
 from probe.report.render.wording import (
     DEFINITIONS,
     change,
@@ -73,19 +73,19 @@ failed; both, and the slot and second counts, are empty for a report that predat
 """
 
 
-def to_csv(report: Report) -> str:
+def to_csv(report: MonthlyReport) -> str:
     """One line per flow and destination under a header line of `CSV_COLUMNS`."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     for row in report.rows:
-        latency = row.latency
+        latency = row.latency_seconds
         values: dict[str, object] = {
             "month": report.month,
             "flow": row.flow,
             "destination": row.destination,
             "probes": row.probes,
-            **row.outcomes,
+            **dict(row.outcomes),
             "excluded_maintenance": row.excluded_maintenance,
             "availability": row.availability,
             "time_availability": row.time_availability,
@@ -100,8 +100,8 @@ def to_csv(report: Report) -> str:
             "incidents": len(row.incidents),
             "mttr_seconds": row.mttr_seconds,
             "mtbf_seconds": row.mtbf_seconds,
-            "previous_availability": row.previous_availability,
-            "no_data": row.no_data,
+            "previous_availability": row.previous_month.availability,
+            "no_data": row.without_data,
             "coverage": row.coverage,
             "expected_slots": row.expected_slots,
             "measured_slots": row.measured_slots,
@@ -136,7 +136,7 @@ def md_escape(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", " ".join(text.split()))
 
 
-def to_markdown(report: Report, lang: Lang) -> str:
+def to_markdown(report: MonthlyReport, lang: Lang) -> str:
     """A title, the period, a summary table, then each row's figures and incidents."""
     lines = [
         f"# {label('title', lang)} {DASH} {formats.month_name(report.month, lang)}",
@@ -163,9 +163,9 @@ def to_markdown(report: Report, lang: Lang) -> str:
     return "\n".join(lines) + "\n"
 
 
-def met_symbol(row: Row, lang: Lang) -> str:
+def met_symbol(row: ReportRow, lang: Lang) -> str:
     """``✓``, ``✗``, ``No data``, or a dash when the SLO was not evaluated."""
-    if row.no_data:
+    if row.without_data:
         return label("no_data", lang)
     if row.slo.met is None:
         return DASH
@@ -179,12 +179,12 @@ def _table(header: list[str], align: list[str], rows: list[list[str]]) -> list[s
     return [line(header), line(align), *(line(cells) for cells in rows)]
 
 
-def _summary_table(report: Report, lang: Lang) -> list[str]:
+def _summary_table(report: MonthlyReport, lang: Lang) -> list[str]:
     keys = ("flow", "destination", "availability", "time_availability", "coverage")
     header = [label(key, lang) for key in (*keys, "objective", "met", "latency_p95", "incidents")]
     body = []
     for row in report.rows:
-        objective = row.slo.objective
+        latency = row.latency_seconds
         body.append(
             [
                 md_escape(row.flow),
@@ -192,23 +192,23 @@ def _summary_table(report: Report, lang: Lang) -> list[str]:
                 optional_percent(row.availability, row, lang),
                 optional_percent(row.time_availability, row, lang),
                 _coverage_cell(row, lang),
-                DASH if objective is None else formats.percent(objective, lang, trim=True),
+                formats.percent(row.slo.objective, lang, trim=True),
                 met_symbol(row, lang),
-                DASH if row.latency is None else formats.seconds(row.latency.p95, lang),
-                DASH if row.no_data else formats.number(len(row.incidents), lang),
+                DASH if latency is None else formats.seconds(latency.p95, lang),
+                DASH if row.without_data else formats.number(len(row.incidents), lang),
             ]
         )
     align = ["---", "---", "---:", "---:", "---:", "---:", ":---:", "---:", "---:"]
     return _table(header, align, body)
 
 
-def _coverage_cell(row: Row, lang: Lang) -> str:
+def _coverage_cell(row: ReportRow, lang: Lang) -> str:
     """The coverage, with a word after it when the row covers only part of the month."""
     text = coverage(row, lang)
     return f"{text} ({label('partial', lang)})" if row.partial else text
 
 
-def _measurement(row: Row, lang: Lang) -> list[str]:
+def _measurement(row: ReportRow, lang: Lang) -> list[str]:
     """Coverage, time not measured and probe faults, as list items; none in an old report."""
     if not row.measurement_known:
         return []
@@ -223,34 +223,32 @@ def _measurement(row: Row, lang: Lang) -> list[str]:
     return lines
 
 
-def _row_details(row: Row, lang: Lang) -> list[str]:
+def _row_details(row: ReportRow, lang: Lang) -> list[str]:
     head = [f"> {partial_note(row, lang)}", ""] if row.partial else []
-    if row.no_data:
+    if row.without_data:
         measured = _measurement(row, lang)
         return [*head, label("no_data_note", lang), *(["", *measured] if measured else [])]
     lines = [*head, f"- {label('probes', lang)}: {formats.number(row.probes, lang)}"]
     outcomes = ", ".join(
-        f"{cause(name, lang).lower()} {formats.number(count, lang)}"
-        for name, count in row.outcomes.items()
+        f"{cause(name, lang).lower()} {formats.number(count, lang)}" for name, count in row.outcomes
     )
     lines.append(f"- {label('outcomes', lang)}: {outcomes}")
-    if row.latency is not None:
-        values = [("p50", row.latency.p50), ("p95", row.latency.p95), ("p99", row.latency.p99)]
-        if row.latency.max is not None:
-            values.append((label("max", lang), row.latency.max))
+    if (latency := row.latency_seconds) is not None:
+        values = [("p50", latency.p50), ("p95", latency.p95), ("p99", latency.p99)]
+        if latency.max is not None:
+            values.append((label("max", lang), latency.max))
         text = ", ".join(f"{name} {formats.seconds(value, lang)}" for name, value in values)
         lines.append(f"- {label('latency', lang)}: {text}")
-    if row.slo.latency_seconds is not None:
-        objective = formats.seconds(row.slo.latency_seconds, lang, trim=True)
-        lines.append(f"- {label('latency_objective', lang)}: {objective}")
+    objective = formats.seconds(row.slo.latency_seconds, lang, trim=True)
+    lines.append(f"- {label('latency_objective', lang)}: {objective}")
     lines += _measurement(row, lang)
     for key, value in (("mttr", row.mttr_seconds), ("mtbf", row.mtbf_seconds)):
         lines.append(f"- {label(key, lang)}: {optional_duration(value, lang)}")
     shift = change(row, lang)
-    if shift is None or row.previous_availability is None:
+    if shift is None or row.previous_month.availability is None:
         lines.append(f"- {label('previous', lang)}: {label('no_data', lang)}")
     else:
-        previous = formats.percent(row.previous_availability, lang)
+        previous = formats.percent(row.previous_month.availability, lang)
         lines.append(f"- {label('previous', lang)}: {previous} ({shift[0]})")
     lines += ["", f"### {label('incidents', lang)}", ""]
     lines += _incident_table(row.incidents, lang)
@@ -259,7 +257,7 @@ def _row_details(row: Row, lang: Lang) -> list[str]:
     return lines
 
 
-def _incident_table(incidents: tuple[Span, ...], lang: Lang) -> list[str]:
+def _incident_table(incidents: tuple[Incident, ...], lang: Lang) -> list[str]:
     if not incidents:
         return [label("no_incidents", lang)]
     header = [label(key, lang) for key in ("start", "end", "duration", "cause")]
@@ -268,19 +266,19 @@ def _incident_table(incidents: tuple[Span, ...], lang: Lang) -> list[str]:
             formats.when(item.start, lang),
             _incident_end(item, lang),
             optional_duration(item.duration_seconds, lang),
-            md_escape(cause(item.label, lang)),
+            md_escape(cause(item.cause, lang)),
         ]
         for item in incidents
     ]
     return _table(header, ["---", "---", "---:", "---"], body)
 
 
-def _incident_end(item: Span, lang: Lang) -> str:
+def _incident_end(item: Incident, lang: Lang) -> str:
     end, why = formats.until(item.start, item.end, lang), incident_end(item, lang)
     return f"{end} ({why})" if why else end
 
 
-def _maintenance_table(row: Row, lang: Lang) -> list[str]:
+def _maintenance_table(row: ReportRow, lang: Lang) -> list[str]:
     """The windows left out of the figures, under a line saying how many probes that was."""
     if not row.maintenance:
         return [label("no_maintenance", lang)]
@@ -288,7 +286,7 @@ def _maintenance_table(row: Row, lang: Lang) -> list[str]:
     header = [label(key, lang) for key in ("name", "start", "end")]
     body = [
         [
-            md_escape(item.label),
+            md_escape(item.name),
             formats.when(item.start, lang),
             formats.until(item.start, item.end, lang),
         ]

@@ -6,20 +6,18 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Final
 
+from probe.report.models import Incident, MonthlyReport, ReportRow
 from probe.report.render import formats
 from probe.report.render.formats import DASH
 from probe.report.render.i18n import Lang, label
-from probe.report.render.view import Report, Row, Span
 
 
-def period_line(report: Report, lang: Lang) -> str:
+def period_line(report: MonthlyReport, lang: Lang) -> str:
     """``Period: 1 Oct 2026 00:00 - 1 Nov 2026 00:00 (745 hours). Times in ...``."""
     parts = []
-    if report.period_start and report.period_end:
-        span = f"{formats.when(report.period_start, lang)} {DASH} "
-        span += formats.when(report.period_end, lang)
-        if report.period_hours is not None:
-            span += f" ({formats.number(report.period_hours, lang)} {label('hours', lang)})"
+    if (period := report.period) is not None:
+        span = f"{formats.when(period.start, lang)} {DASH} {formats.when(period.end, lang)}"
+        span += f" ({formats.number(period.hours, lang)} {label('hours', lang)})"
         parts.append(f"{label('period', lang)}: {span}.")
     if report.timezone:
         parts.append(f"{label('timezone', lang)} {report.timezone}.")
@@ -30,21 +28,21 @@ def period_line(report: Report, lang: Lang) -> str:
     return " ".join(parts)
 
 
-def row_title(row: Row, lang: Lang) -> str:
+def row_title(row: ReportRow, lang: Lang) -> str:
     """``gs-adt → labka``, or ``labka-api (check)`` for a check without a destination."""
     if not row.destination:
         return f"{row.flow} {label('check', lang)}"
     return f"{row.flow} \u2192 {row.destination}"
 
 
-def destination(row: Row, lang: Lang) -> str:
+def destination(row: ReportRow, lang: Lang) -> str:
     """The destination as shown to people: ``(check)`` when there is none."""
     return row.destination or label("check", lang)
 
 
-def optional_percent(value: float | None, row: Row, lang: Lang) -> str:
+def optional_percent(value: float | None, row: ReportRow, lang: Lang) -> str:
     """A percentage, or ``No data`` for a row without data (never 100 %)."""
-    if row.no_data or value is None:
+    if row.without_data or value is None:
         return label("no_data", lang)
     return formats.percent(value, lang)
 
@@ -54,14 +52,15 @@ def optional_duration(value: float | None, lang: Lang) -> str:
     return DASH if value is None else formats.duration(value, lang)
 
 
-def change(row: Row, lang: Lang) -> tuple[str, str] | None:
+def change(row: ReportRow, lang: Lang) -> tuple[str, str] | None:
     """The change against the previous month as text with an arrow, and its tone.
 
     The tone is ``better``, ``worse`` or ``same``; None when either month has no figure.
     """
-    if row.no_data or row.availability is None or row.previous_availability is None:
+    previous = row.previous_month.availability
+    if row.without_data or row.availability is None or previous is None:
         return None
-    delta = row.availability - row.previous_availability
+    delta = row.availability - previous
     shown = round(delta * 100, 2)
     if shown == 0:
         return f"= {label('unchanged', lang)}", "same"
@@ -75,12 +74,12 @@ DEFINITIONS: Final = ("def_availability", "def_time", "def_coverage", "def_incid
 PARTIAL_MARK: Final = "\u25d0"  # a half-filled circle: half of the month measured
 
 
-def coverage(row: Row, lang: Lang) -> str:
+def coverage(row: ReportRow, lang: Lang) -> str:
     """The share of the month's scheduled probes that were measured, or a dash if unknown."""
     return DASH if row.coverage is None else formats.percent(row.coverage, lang)
 
 
-def coverage_detail(row: Row, lang: Lang) -> str:
+def coverage_detail(row: ReportRow, lang: Lang) -> str:
     """``41,820 of 44,700 scheduled probes``, or "" when the report does not say."""
     if row.measured_slots is None or row.expected_slots is None:
         return ""
@@ -90,19 +89,19 @@ def coverage_detail(row: Row, lang: Lang) -> str:
     )
 
 
-def not_measured(row: Row, lang: Lang) -> str:
+def not_measured(row: ReportRow, lang: Lang) -> str:
     """The time not measured as a duration (``2 d``), or a dash if unknown."""
     return optional_duration(row.not_measured_seconds, lang)
 
 
-def probe_faults(row: Row, lang: Lang) -> str:
+def probe_faults(row: ReportRow, lang: Lang) -> str:
     """``2``: results the prober itself failed (counted as not measured); "" when none."""
     if not row.not_measured_probes:
         return ""
     return formats.number(row.not_measured_probes, lang)
 
 
-def partial_note(row: Row, lang: Lang) -> str:
+def partial_note(row: ReportRow, lang: Lang) -> str:
     """``◐ Partial month: monitoring covered 93.56% of the month (first measured ...)``."""
     text = f"{PARTIAL_MARK} {label('partial_month', lang)}"
     if row.coverage is not None:
@@ -114,7 +113,7 @@ def partial_note(row: Row, lang: Lang) -> str:
     return text + "."
 
 
-def report_partial_note(report: Report, lang: Lang, *, name: Callable[[str], str]) -> str:
+def report_partial_note(report: MonthlyReport, lang: Lang, *, name: Callable[[str], str]) -> str:
     """The banner of a partial month, or "" for a whole one; `name` escapes row titles.
 
     ``◐ Partial month: monitoring of gs-adt → epm3 covered 93.56% of the month (first
@@ -124,8 +123,8 @@ def report_partial_note(report: Report, lang: Lang, *, name: Callable[[str], str
         return ""
     clauses = []
     running = _elapsed_share(report)
-    if running is not None and report.measured_until:
-        until = formats.when(report.measured_until, lang, exact=False)
+    if running is not None and report.period and report.period.measured_until:
+        until = formats.when(report.period.measured_until, lang, exact=False)
         share = formats.percent(running, lang, decimals=0)
         clauses.append(label("month_running", lang, until=until, share=share))
     for row in report.rows:
@@ -142,20 +141,21 @@ def report_partial_note(report: Report, lang: Lang, *, name: Callable[[str], str
     return f"{PARTIAL_MARK} {label('partial_month', lang)}: {'; '.join(clauses)}."
 
 
-def _elapsed_share(report: Report) -> float | None:
+def _elapsed_share(report: MonthlyReport) -> float | None:
     """The share of the month up to `measured_until`, when that is before the month's end."""
-    if not (report.measured_until and report.period_start and report.period_end):
+    period = report.period
+    if period is None or not period.measured_until:
         return None
-    start, end = (datetime.fromisoformat(t) for t in (report.period_start, report.period_end))
-    until = datetime.fromisoformat(report.measured_until)
+    start, end = datetime.fromisoformat(period.start), datetime.fromisoformat(period.end)
+    until = datetime.fromisoformat(period.measured_until)
     if until >= end or end <= start:
         return None
     return max(0.0, (until - start) / (end - start))
 
 
-def incident_end(item: Span, lang: Lang) -> str:
+def incident_end(item: Incident, lang: Lang) -> str:
     """Why an incident's end is where it is, when that is not a recovery: "" otherwise."""
-    if item.open:
+    if item.ongoing:
         return label("ended_open", lang)
     if item.ended_by == "not_measured":
         return label("ended_not_measured", lang)

@@ -20,21 +20,14 @@ import structlog
 
 from probe.errors import CheckFailed, ConnectError, ProtocolError, TransportError
 from probe.model import ProbeMessage, Receipt, Sighting
-from probe.transports.base import OBSERVERS, SOURCES, Destination, Resources
+from probe.transports.base import Destination, Resources
 from probe.transports.mllp import hl7v2
+from probe.transports.mllp.accept import close_writer
+from probe.transports.mllp.arrivals import Arrival
 from probe.transports.mllp.framing import FrameReader, frame, read_frame
-from probe.transports.mllp.listener import (
-    REPORTED_FIELDS,
-    Arrival,
-    MllpListener,
-    RawMessage,
-    close_writer,
-)
-from probe.transports.specs import (
-    MllpClientTLS,
-    MllpDestination,
-    MllpSource,
-)
+from probe.transports.mllp.listener import REPORTED_FIELDS, MllpListener
+from probe.transports.mllp.raw import RawMessage
+from probe.transports.mllp.spec import MllpClientTLS, MllpDestination, MllpSource
 
 log = structlog.get_logger("probe.transports.mllp.transport")
 
@@ -281,6 +274,12 @@ class MllpObserver:
         self._interest = self.listener.register(config.match, compared, destination=config.name)
         self.start_error: str | None = None
 
+    @classmethod
+    def for_destination(cls, spec: Destination, resources: Resources) -> MllpObserver:
+        """The observer of a resolved ``destinations:`` entry (the registry's factory)."""
+        assert isinstance(spec.config, MllpDestination)
+        return cls(spec.config, resources)
+
     async def start(self) -> None:
         """Listen. A port that cannot be bound is logged here, kept in `start_error` (a
         config reload refuses it) and reported by `expect`."""
@@ -332,12 +331,3 @@ class MllpObserver:
             for name in names
             if name in expected and name in first.fields and first.fields[name] != expected[name]
         )
-
-
-def _observer(spec: Destination, resources: Resources) -> MllpObserver:
-    assert isinstance(spec.config, MllpDestination)
-    return MllpObserver(spec.config, resources)
-
-
-SOURCES["mllp"] = MllpProbeSource
-OBSERVERS["mllp"] = _observer

@@ -38,9 +38,9 @@ from probe.errors import (
 )
 from probe.model import ProbeMessage, Receipt, Sighting, utcnow
 from probe.store import safe_url
-from probe.transports.base import OBSERVERS, SOURCES, Destination, Resources, poll_until
-from probe.transports.http import parse_time
-from probe.transports.specs import SqlDestination, SqlSource
+from probe.transports.base import FINAL_LOOK, Destination, Resources, poll_until
+from probe.transports.sql.spec import SqlDestination, SqlSource
+from probe.transports.timestamps import parse_time
 
 # Rows are often stamped by the destination's clock, or a little before the commit that
 # shows them: the window reaches back far enough to cover ordinary clock skew.
@@ -183,6 +183,17 @@ class SqlPollObserver:
         where = f"destination {config.name!r}"
         self.query, self.used = prepare(config.query, allowed=OBSERVER_PARAMS, where=where)
 
+    @classmethod
+    def for_destination(cls, spec: Destination, resources: Resources) -> SqlPollObserver:
+        """The observer of a resolved ``destinations:`` entry (the registry's factory)."""
+        assert isinstance(spec.config, SqlDestination)
+        return cls(spec.config, resources, poll=spec.poll)
+
+    @property
+    def start_error(self) -> None:
+        """Polling starts nothing, so nothing fails to start."""
+        return None
+
     async def start(self) -> None:
         """Nothing to bind: polling needs no listener."""
 
@@ -201,8 +212,7 @@ class SqlPollObserver:
     async def _poll_once(
         self, params: dict[str, object], probe: ProbeMessage, deadline: float
     ) -> Sighting | None:
-        # At least a short window even past the deadline: the final look must be real.
-        timeout = max(deadline - time.monotonic(), min(self.poll, 1.0))
+        timeout = max(deadline - time.monotonic(), FINAL_LOOK)
         try:
             async with asyncio.timeout(timeout), self.db.transaction() as connection:
                 rows = (await connection.execute(self.query, params)).mappings().all()
@@ -239,12 +249,3 @@ def read_time(value: object) -> datetime | None:
     if isinstance(value, Decimal):  # PostgreSQL numeric
         return parse_time(float(value))
     return parse_time(value)
-
-
-def _observer(spec: Destination, resources: Resources) -> SqlPollObserver:
-    assert isinstance(spec.config, SqlDestination)
-    return SqlPollObserver(spec.config, resources, poll=spec.poll)
-
-
-SOURCES["sql"] = SqlProbeSource
-OBSERVERS["sql"] = _observer
