@@ -15,7 +15,8 @@ from structlog.testing import capture_logs
 
 from probe.config.models import Config, FlowSpec, resolve_flows
 from probe.config.reload import FlowChanges
-from probe.engine.schedule import Scheduler, cron_slot, interval_slot
+from probe.config.slots import cron_slot, interval_slot
+from probe.engine.schedule import Scheduler
 from probe.metrics.registry import Metrics
 from tests.helpers import wait_for
 

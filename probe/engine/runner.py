@@ -20,9 +20,9 @@ from structlog.contextvars import bound_contextvars
 
 from probe.config.models import DestinationSpec, FlowSpec
 from probe.config.reload import FlowChanges
+from probe.config.slots import span_of
 from probe.config.windows import Calendar
 from probe.engine.runtime import FlowRuntime, targets
-from probe.engine.schedule import span_of
 from probe.engine.sightings import first_sighting
 from probe.engine.verdict import judge
 from probe.errors import StartupError, StoreError, TransportError, TransportTimeout

@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -24,74 +24,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from probe.config.models import FlowSpec
 from probe.config.reload import FlowChanges
+from probe.config.slots import EPOCH, cron_slot, interval_slot
 from probe.metrics.registry import Metrics
 
 log = structlog.get_logger("probe.engine.schedule")
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# APScheduler never fires early by its own clock, but float rounding can put a slot's
-# start a hair after "now"; this keeps such a probe in its own slot.
-_EPSILON = 0.001
-
 RunSlot = Callable[[FlowSpec, datetime], Awaitable[object]]
-
-
-def interval_slot(interval: float, now: float) -> datetime:
-    """The slot that ``now`` (Unix seconds) falls in."""
-    start = math.floor((now + _EPSILON) / interval) * interval
-    return EPOCH + timedelta(seconds=start)
-
-
-def cron_slot(trigger: CronTrigger, now: datetime) -> datetime:
-    """The latest fire time of ``trigger`` at or before ``now``."""
-    look_back = timedelta(minutes=1)
-    while True:
-        fire = trigger.get_next_fire_time(None, now - look_back)
-        if fire is not None and fire <= now:
-            break
-        look_back *= 2
-        if look_back > timedelta(days=400):
-            return now
-    while True:
-        nxt = trigger.get_next_fire_time(fire, fire + timedelta(microseconds=1))
-        if nxt is None or nxt > now:
-            break
-        fire = nxt
-    slot: datetime = fire.astimezone(UTC)
-    return slot
-
-
-def span_of(flow: FlowSpec, slot: datetime, tz: ZoneInfo) -> float:
-    """Seconds the result of ``slot`` stands for: the interval, or the time to the next cron
-    fire. Coverage and the gaps between measurements are reckoned with it."""
-    if flow.interval is not None:
-        return flow.interval
-    assert flow.cron is not None
-    trigger = CronTrigger.from_crontab(flow.cron, timezone=tz)
-    following = trigger.get_next_fire_time(slot, slot + timedelta(microseconds=1))
-    return (following - slot).total_seconds() if following is not None else 86400.0
-
-
-# Enough cron fire times for a year of one a minute; a schedule that fires more often than
-# that is counted by its first interval instead.
-_MAX_FIRES = 600_000
-
-
-def expected_slots(flow: FlowSpec, start: datetime, end: datetime, tz: ZoneInfo) -> int:
-    """How many slots the flow's schedule has in [start, end)."""
-    if end <= start:
-        return 0
-    if flow.interval is not None:
-        first = math.ceil((start - EPOCH).total_seconds() / flow.interval - 1e-9)
-        last = math.ceil((end - EPOCH).total_seconds() / flow.interval - 1e-9)
-        return max(0, last - first)
-    assert flow.cron is not None
-    trigger = CronTrigger.from_crontab(flow.cron, timezone=tz)
-    count, fire = 0, trigger.get_next_fire_time(None, start)
-    while fire is not None and fire < end and count < _MAX_FIRES:
-        count += 1
-        fire = trigger.get_next_fire_time(fire, fire + timedelta(microseconds=1))
-    return count
 
 
 class Scheduler:

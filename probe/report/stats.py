@@ -31,8 +31,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from probe.config.models import Config, FlowSpec, resolve_flows
+from probe.config.slots import expected_slots
 from probe.config.windows import occurrences, windows_for
-from probe.engine.schedule import expected_slots
 from probe.report.models import (
     MONTH_PATTERN,
     Day,
