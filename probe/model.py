@@ -27,7 +27,7 @@ class Outcome(StrEnum):
 # Reasons that say the prober itself failed, not the integration: its listener could not
 # bind (``listen``), a bug in our own code (``internal``), or the daemon stopped in the
 # middle of the probe (``interrupted``). Such a result is stored, and counted as *not
-# measured*: it lowers coverage, never availability (README "Reasons").
+# measured*: it lowers coverage, never availability (docs/troubleshooting.md).
 PROBE_FAULTS = frozenset({"listen", "internal", "interrupted"})
 
 

@@ -120,7 +120,7 @@ def results_of(case: Case) -> list[Result]:
 def reference(case: Case) -> list[tuple[Any, ...]]:
     """Runs of bad slots, sorted, cut at gaps and faults, up to the first pending probe.
 
-    Written from the definitions alone (README "Monthly report"), sharing no code with
+    Written from the definitions alone (docs/report.md), sharing no code with
     `probe.store.incidents`."""
     found = []
     for d, dest in enumerate(case.dests):

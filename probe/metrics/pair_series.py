@@ -6,7 +6,7 @@ about 12 µs a sample (bench/RESULTS.md, rows 4, 5 and 7). Here a pair is one sm
 with its counts in two lists, and the text format is written a pair at a time from
 templates made once. The names, types, labels and meaning of the series are the same as
 before; the `_created` series prometheus_client adds to counters and histograms are not
-exported (they are not part of the contract, README "Metrics").
+exported (they are not part of the contract, docs/metrics.md).
 
 `collect()` gives the same series as prometheus_client families, so `generate_latest` and
 any other exposition of the registry still work; tests compare the two renderings. The text

@@ -1,6 +1,6 @@
 """Prometheus metrics. One registry per daemon, so tests can run several in one process.
 
-Names and labels are a contract (README "Metrics"). A probe id is never a label.
+Names and labels are a contract (docs/metrics.md). A probe id is never a label.
 
     metrics = Metrics({"region": "hovedstaden"})
     metrics.declare(flows)                   # every series at 0 before the first probe

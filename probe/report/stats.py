@@ -1,7 +1,7 @@
 """The monthly report: every number in the JSON contract, from rollups and incidents.
 
 Month boundaries are local midnight in the configured time zone, so October 2026 in
-Copenhagen has 745 hours and March 2026 has 743. Definitions (also in the README):
+Copenhagen has 745 hours and March 2026 has 743. Definitions (also in docs/report.md):
 
 - ``probes``: results for the flow and destination whose slot lies in the month;
 - ``outcomes``: those outside maintenance, by outcome; ``excluded_maintenance`` the rest;
