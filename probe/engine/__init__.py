@@ -1,1 +1,1 @@
-"""The engine: the daemon's wiring, the schedule, the runner and supervision."""
+"""The engine: the daemon's wiring, the schedule, the runner, recovery and supervision."""

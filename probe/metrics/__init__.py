@@ -1,1 +1,1 @@
-"""Prometheus metrics: the daemon's registry and the per-pair series."""
+"""Prometheus metrics: the daemon's registry, the per-pair and per-flow series, the text format."""
