@@ -183,7 +183,7 @@ async def _wait_states(daemon: Daemon, expected: dict[str, dict[str, str]]) -> N
             expected
         )
 
-    await wait_for(reached, limit=20)
+    await wait_for(reached, limit=60, what=f"the states {expected}")  # a busy machine is slow
 
 
 def _publish(shot: Path, name: str) -> None:
