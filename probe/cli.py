@@ -8,12 +8,16 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from probe import __version__, logs
-from probe.config.loader import LoadedConfig, load_config
-from probe.config.models import FlowSpec, resolve_flows
 from probe.durations import format_duration
 from probe.errors import ConfigError, StartupError, StoreError
+
+if TYPE_CHECKING:  # imported where used: the config models load the transports of other
+    # packages, and an entry point that cannot be loaded is then an error main() reports
+    from probe.config.loader import LoadedConfig
+    from probe.config.models import FlowSpec
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_STORE = 0, 1, 2, 3
 
@@ -177,6 +181,8 @@ def _json_flag(value: str) -> bool | None:
 def _load(args: argparse.Namespace) -> LoadedConfig:
     if not args.config:
         raise ConfigError(["no config file: give -c FILE or set PROBE_CONFIG"])
+    from probe.config.loader import load_config  # a StartupError here is main()'s to report
+
     try:
         return load_config(args.config)
     except ConfigError:
@@ -187,6 +193,8 @@ def _load(args: argparse.Namespace) -> LoadedConfig:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from probe.config.models import resolve_flows
+
     loaded = _load(args)
     logs.redactor.update(loaded.secrets)
     for flow in resolve_flows(loaded.config):
@@ -286,6 +294,7 @@ def cmd_db_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_db_rollup(args: argparse.Namespace) -> int:
+    from probe.config.models import resolve_flows
     from probe.store.housekeeping import rebuild_rollups
 
     loaded = _load(args)

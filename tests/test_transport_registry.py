@@ -281,3 +281,21 @@ def test_a_model_without_its_type_field_is_refused_where_it_is_made() -> None:
             observer=BUILTIN[0].observer,
         )
     assert str(caught.value) == "transport 'ftp': HttpSource needs a field type: Literal['ftp']"
+
+
+async def test_a_broken_entry_point_is_one_line_from_the_cli_not_a_traceback(site: Path) -> None:
+    """Importing the config models loads the registry; the CLI must report that cleanly."""
+    install(site, "mailbox = probe_nowhere:TRANSPORT")
+    (site / "probe.yaml").write_text("flows: []\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), *sys.path])}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "probe", "check-config", "-c", "probe.yaml", cwd=site, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 1
+    assert "Traceback" not in err.decode(), err.decode()
+    assert err.decode().startswith(
+        "error: transport entry point mailbox = probe_nowhere:TRANSPORT, of probe-mailbox 1.0 "
+        "cannot be loaded: ModuleNotFoundError"
+    ), err.decode()
