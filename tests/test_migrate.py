@@ -46,3 +46,21 @@ async def test_the_revision_read_without_alembic_is_alembics(tmp_path: Path) -> 
         assert (await migrate.revision_state(engine))[0] == migrate.HEAD
     finally:
         await engine.dispose()
+
+
+async def test_the_migrations_build_the_tables_the_code_declares(tmp_path: Path) -> None:
+    """Alembic's own comparison: after `upgrade`, no table, column or index differs."""
+    from alembic.autogenerate import compare_metadata
+
+    from probe.store.tables import metadata
+
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'probe.db'}")
+    try:
+        await migrate.upgrade(engine)
+        async with engine.connect() as conn:
+            diffs = await conn.run_sync(
+                lambda c: compare_metadata(MigrationContext.configure(c), metadata)
+            )
+        assert diffs == []
+    finally:
+        await engine.dispose()

@@ -88,7 +88,9 @@ def _validate(
     except ValidationError as exc:
         problems += [where.describe(err) for err in exc.errors()]
         return None, substitution.secrets, problems
-    return config, substitution.secrets, problems
+    # An Apprise URL holds its token or password, even when written in the file itself.
+    secrets = substitution.secrets | {channel.url for channel in config.notify.channels}
+    return config, secrets, problems
 
 
 def _duplicate_flows(data: Any, where: Locator) -> list[str]:

@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from probe.config.maintenance import MaintenanceWindow
+from probe.config.people import Display, Notify, Severity, check_display_keys
 from probe.durations import Duration, Interval, LongDuration
 from probe.transports.http.spec import HttpDestination, HttpSource
 from probe.transports.mllp.spec import MllpDestination, MllpSource
@@ -93,6 +94,10 @@ class Flow(Model):
         "`.`, `_` and `-`, at most 63 characters.",
     )
     description: str = Field(default="", description="Free text for people.")
+    severity: Severity = Field(
+        default="critical",
+        description="`critical`, `warning` or `info`: which `notify.channels` hear of it.",
+    )
     interval: Interval | None = Field(
         default=None,
         description="The time between slots (default: `defaults.interval`). Slots are "
@@ -232,6 +237,11 @@ class Server(Model):
         "/api/v1/flows/{flow}/run`, `POST /-/reload`); without it they are disabled. A "
         "secret: give it as `api_token_file` or `${ENV}`.",
     )
+    public_url: str | None = Field(
+        default=None,
+        description="The status page's address as people reach it, such as "
+        "`https://drift.example.org/probe/`: the link in notifications and feeds.",
+    )
 
     @field_validator("listen")
     @classmethod
@@ -274,6 +284,14 @@ class Config(Model):
         "incidents.",
     )
     flows: list[Flow] = Field(default=[], description="The flows; their names are unique.")
+    display: dict[str, Display] = Field(
+        default={},
+        description="Names people read, by `flow` or `flow/destination`, in Danish and "
+        "English, such as `gs-adt/labka: {da: Labka (laboratorie), en: Labka (lab)}`.",
+    )
+    notify: Notify = Field(
+        default=Notify(), description="Messages on state change, sent by the daemon."
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -285,6 +303,11 @@ class Config(Model):
                 f"unknown time zone {name!r} (expected an IANA name such as Europe/Copenhagen)"
             ) from None
         return name
+
+    @model_validator(mode="after")
+    def _display_names_known(self) -> Config:
+        check_display_keys(self.display, self.flows)
+        return self
 
     @field_validator("labels")
     @classmethod

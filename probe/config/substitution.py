@@ -25,6 +25,7 @@ from probe.config.problems import Locator, PathT
 TEMPLATE_VARS = frozenset({"probe_id", "sent_at", "flow", "destination"})
 PATH_KEYS = frozenset({"template_file", "ca_file", "cert_file", "key_file"})
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_SECRET_PLACES = frozenset({"headers", "api_token", "notify"})
 _SECRET_NAME = re.compile(r"TOKEN|PASSWORD|PASSWD|SECRET|KEY|CREDENTIAL", re.IGNORECASE)
 
 
@@ -74,9 +75,10 @@ class Substitution:
         value = self.env[name]
         if value:  # masked in every config error, before the value is validated
             self.where.hidden.add(value)
-        # Header values (Authorization, API keys) and the API token are secrets whatever the
-        # name, in the logs too; other values are masked only in config errors.
-        if value and (_SECRET_NAME.search(name) or "headers" in at or "api_token" in at):
+        # Header values (Authorization, API keys), the API token and notification URLs
+        # (Apprise URLs hold tokens) are secrets whatever the name, in the logs too; other
+        # values are masked only in config errors.
+        if value and (_SECRET_NAME.search(name) or _SECRET_PLACES.intersection(at)):
             self.secrets.add(value)
         return value
 

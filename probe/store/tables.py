@@ -173,3 +173,76 @@ spool_marks = Table(
     Column("position", BigInteger, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
+
+# Written incidents and announcements (probe.store.notices): what people write about the
+# operational situation, shown on the status page, in the feeds and in the monthly report.
+# `flows` holds globs of the flow names affected, comma-joined. An incident's state is
+# investigating, identified, monitoring or resolved; an announcement's is active or ended.
+notices = Table(
+    "notices",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("flows", Text, nullable=False, default=""),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("starts_at", UTCDateTime),
+    Column("ends_at", UTCDateTime),
+    Column("resolved_at", UTCDateTime),
+    Index(None, "kind", "resolved_at"),
+)
+
+# The timeline of a notice: each update's time, its state then and its Markdown body.
+notice_updates = Table(
+    "notice_updates",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("notice_id", BigInteger().with_variant(Integer, "sqlite"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("body", Text, nullable=False, default=""),
+    Index(None, "notice_id", "at"),
+)
+
+# Per flow and destination, the notification state (probe.notify): up or down, derived
+# from results in slot order up to the incident watermark. `slot_at` is the newest slot fed,
+# `bad_run` and `good_run` the current runs, `since` the first bad slot of the run that
+# took it down, `reminded_at` the last down message or reminder queued.
+notify_state = Table(
+    "notify_state",
+    metadata,
+    Column("flow", String(64), primary_key=True),
+    Column("destination", String(64), primary_key=True),
+    Column("slot_at", UTCDateTime),
+    Column("down", Boolean, nullable=False, default=False, server_default=false()),
+    Column("bad_run", Integer, nullable=False, default=0, server_default="0"),
+    Column("good_run", Integer, nullable=False, default=0, server_default="0"),
+    Column("since", UTCDateTime),
+    Column("cause", String(16)),
+    Column("reminded_at", UTCDateTime),
+)
+
+# Messages to send, kept until sent (probe.notify): queued in the transaction that changed
+# the state, so none is lost across a restart, and unique per channel and `dedupe` key, so
+# two daemons queue each once. `due_at` is the next try, after a backoff on failure.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("channel", String(64), nullable=False),
+    Column("event", String(24), nullable=False),
+    Column("dedupe", String(255), nullable=False),
+    Column("flow", String(64)),
+    Column("destination", String(64)),
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0, server_default="0"),
+    Column("sent_at", UTCDateTime),
+    Column("last_error", Text),
+    UniqueConstraint("channel", "dedupe"),
+    Index(None, "sent_at", "due_at"),
+)
