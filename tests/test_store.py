@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -295,3 +296,36 @@ async def test_both_databases_store_identical_results_rollups_and_incidents(
             await rollup.rebuild(conn)
         await engine.dispose()
         assert await _derived(url) == sqlite_rows
+
+
+@pytest.mark.parametrize(("stored_by", "taken_back"), [("node-a", True), ("node-b", False)])
+async def test_an_unacknowledged_claim_is_taken_back_by_its_own_node_only(
+    store_url: str, stored_by: str, taken_back: bool
+) -> None:
+    """A claim batch committed while its acknowledgement was lost: the daemon then claimed
+    the slot locally and sent that probe. Its own unsent stored claim gives way to the local
+    one; another node's claim stands, and the local one is a conflict."""
+    from probe.store.batch import insert_claims, write_batch
+    from probe.store.spool import Spooled
+
+    engine = create_engine(store_url)
+    await upgrade(engine)
+    try:
+        stored = replace(_row("gs", NOW), node=stored_by)
+        async with engine.begin() as conn:
+            assert await insert_claims(conn, [stored]) == {stored.probe_id}
+        local = replace(_row("gs", NOW), node="node-a")
+        conflicts: set[str] = set()
+        batch = [Spooled(local), Spooled(SentRow(local.probe_id, NOW, None, "HTTP 202"))]
+        async with engine.begin() as conn:
+            await write_batch(conn, batch, conflicts=conflicts)
+        async with engine.connect() as conn:
+            rows = (await conn.execute(select(probes.c.probe_id, probes.c.sent_at))).all()
+    finally:
+        await engine.dispose()
+    if taken_back:
+        assert [(r.probe_id, r.sent_at) for r in rows] == [(local.probe_id, NOW)]
+        assert conflicts == set()
+    else:
+        assert [(r.probe_id, r.sent_at) for r in rows] == [(stored.probe_id, None)]
+        assert conflicts == {local.probe_id}
