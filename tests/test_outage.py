@@ -161,7 +161,14 @@ async def test_outage_loses_and_doubles_nothing(postgres_url: str, tmp_path: Pat
     # The rows equal the probes sent: every probe the engine received is stored as sent.
     received = {t.probe_id for t in truth}
     sent = {p.probe_id for p in probe_rows if p.sent_at is not None}
-    assert received <= sent, sorted(received - sent)[:5]
+    unsent = {p.probe_id: p for p in probe_rows if p.sent_at is None}
+    with_result = {r.probe_id for r in result_rows}
+    missing = [
+        (probe_id, "stored unsent" if probe_id in unsent else "not stored",
+         "with a result" if probe_id in with_result else "no result")
+        for probe_id in sorted(received - sent)
+    ]  # fmt: skip
+    assert not missing, missing[:10]
     assert all(p.send_reason is None for p in probe_rows), Counter(
         p.send_reason for p in probe_rows
     )
