@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from probe import __version__, logs
 from probe.durations import format_duration
 from probe.errors import ConfigError, StartupError, StoreError
+from probe.notices_cli import add_commands as add_notice_commands
 
 if TYPE_CHECKING:  # imported where used: the config models load the transports of other
     # packages, and an entry point that cannot be loaded is then an error main() reports
@@ -89,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = _Commands(parser.add_subparsers(title="commands", metavar="COMMAND"))
     _add_probing(commands)
     _add_db(commands)
+    add_notice_commands(commands, group=_Commands, load=_load)  # incident, announce
     report = commands.add("report", cmd_report, "Write the monthly operational statistics.")
     report.add_argument(
         "--month", metavar="YYYY-MM", required=True, help="the month, in the config's time zone"

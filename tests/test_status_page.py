@@ -289,7 +289,11 @@ async def test_page_escapes_config_strings_and_needs_no_network(tmp_path: Path) 
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     text = page.text
-    assert "<script" not in text
+    # The page's own two: its words (JSON, never run) and its script, allowed by its hash.
+    assert text.count("<script") == 2
+    assert '<script type="application/json" id="status-data">' in text
+    assert "script-src 'sha256-" in page.headers["content-security-policy"]
+    assert "<script>alert" not in text
     assert "<b>" not in text
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in text
     assert "://" not in text, "the page must not load anything from anywhere"

@@ -7,7 +7,7 @@
       defaults: {failure_threshold: 3, success_threshold: 2, reminder_interval: 1h}
       channels:
         - name: drift-teams
-          url: "${TEAMS_WEBHOOK_URL}"   # an Apprise URL: msteams://, mailtos://, json://
+          url: "${TEAMS_WEBHOOK_URL}"   # an Apprise URL: workflows:// (Teams), mailtos://, json://
           flows: ["gs-*"]
           events: [down, recovered, reminder, incident]
           lang: da
@@ -72,8 +72,9 @@ class Channel(Model):
     )
     url: str = Field(
         min_length=1,
-        description="An Apprise URL, such as `msteams://…`, `mailtos://…`, `slack://…` or "
-        "`json://host/path`. A secret: give it as `url_file` or `${ENV}`.",
+        description="An Apprise URL, such as `workflows://…` (Microsoft Teams), "
+        "`mailtos://…`, `slack://…` or `json://host/path`. A secret: give it as `url_file` "
+        "or `${ENV}`.",
     )
     flows: list[str] = Field(
         default=["*"], description="Globs of the flow names it is for (default: all)."

@@ -8,7 +8,7 @@ resolves them. SIGHUP (or ``POST /-/reload``) reloads the config file (`Daemon.r
 What it wires up has its own module: the runner (`probe.engine.runner`), the schedule
 (`schedule`), the resumption of unresolved probes and the adoption of a dead peer's
 (`recovery`), the hourly pruning (`pruning`) and the supervision of these background tasks
-(`supervise`).
+(`supervise`), and the notifications on state change (`probe.notify.service`).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from probe.errors import ConfigError, ProbeError, StoreError
 from probe.logs import redactor
 from probe.metrics.registry import Metrics
 from probe.model import Result, utcnow
+from probe.notify.service import Notifications
 from probe.report.stats import Month, build_report
 from probe.store import Store, default_spool_dir, open_store, safe_url
 from probe.store.feed import SightingFeed
@@ -87,6 +88,7 @@ class Daemon:
             on_failure=self.metrics.task_failed, on_fatal=self._task_gave_up
         )
         self._reloads: set[asyncio.Task[None]] = set()
+        self.notify = Notifications(lambda: self.config, self.supervisor.spawn, self.metrics)
         redactor.update(loaded.secrets)
 
     def _task_gave_up(self, name: str, reason: str) -> None:
@@ -182,6 +184,7 @@ class Daemon:
         background = [
             self.supervisor.spawn("prune", self._prune_forever),
             self.supervisor.spawn("adopt", recovery.adopt_forever),
+            *self.notify.start(store.engine),  # none without notify.channels
         ]
         store_url = safe_url(self.config.store.url)
         log.info("started", flows=len(self.flows), metrics=f"{server.url}/metrics", store=store_url)
@@ -331,6 +334,7 @@ class Daemon:
         self.metrics.declare(list(changes.fresh))
         api.context = replace(api.context, config=cfg, flows=flows, calendar=calendar)
         api._cached = None  # the status and the flow list show the new flows at once
+        self.notify.apply()  # the new channels, from the next tick
         return changes
 
     def _loaded_metrics(self) -> None:

@@ -53,6 +53,13 @@ class Metrics:
             ["flow", *extra, "reason"],
             registry=self.own,
         )
+        self.notifications = Counter(
+            "probe_notifications",
+            "Notification sends per channel: sent, failed (a try that failed; it is retried) "
+            "or dropped (its channel was removed from the config).",
+            [*extra, "channel", "outcome"],
+            registry=self.own,
+        )
         self._declare_daemon_series(extra)
         self.registry = CollectorRegistry(auto_describe=True)
         for collector in (self.pairs, self.flows, self.own):
@@ -146,6 +153,11 @@ class Metrics:
     def task_failed(self, task: str) -> None:
         """A background task failed and is restarted (`probe_task_failures`)."""
         self.task_failures.labels(*self.static.values(), task).inc()
+
+    def notified(self, channel: str, outcome: str, count: int = 1) -> None:
+        """``count`` notifications of ``channel`` sent, failed or dropped
+        (`probe_notifications_total`); 0 creates the series."""
+        self.notifications.labels(*self.static.values(), channel, outcome).inc(count)
 
     def flow(self, flow: str) -> FlowGauges:
         """The per-flow gauges of ``flow`` (`probe_in_flight`, `probe_maintenance`)."""

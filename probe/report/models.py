@@ -10,12 +10,12 @@ False
 serialization JSON Schema (`probe.web.openapi`).
 
 Reading is lenient where older reports were shorter, and only there. Keys that reports before
-schema 0005 lack (the "Older reports" of the contract) and ``period``, ``daily``,
-``maintenance`` and ``no_data``, which the first reports lacked, read as unknown (None), empty
-or False: never as a guess. Keys a newer report adds are ignored ("a key is only ever
-added"). What the daemon writes has every key, and the schema says so: every field is
-required in the serialization schema, and `_added_later` drops the null that only reading an
-older report needs.
+schema 0005 lack (the "Older reports" of the contract), ``notices``, which reports before
+written incidents lack, and ``period``, ``daily``, ``maintenance`` and ``no_data``, which the
+first reports lacked, read as unknown (None), empty or False: never as a guess. Keys a
+newer report adds are ignored ("a key is only ever added"). What the daemon writes has every
+key, and the schema says so: every field is required in the serialization schema, and
+`_added_later` drops the null that only reading an older report needs.
 """
 
 from __future__ import annotations
@@ -195,6 +195,45 @@ class ReportRow(Shape):
         return {item.date: item for item in self.daily}
 
 
+NoticeKind = Literal["incident", "announcement"]
+
+
+class WrittenUpdate(Shape):
+    """One entry of a written incident's or announcement's timeline, oldest first."""
+
+    at: Time
+    state: str = Field(description="The state this update put it in.")
+    body: str = Field(description="What was written, in Markdown; may be empty.")
+    body_text: str = Field(description="`body` as plain text, without markup.")
+
+
+class Explained(Shape):
+    """An automatic incident that a written notice explains: one of the row's incidents."""
+
+    flow: str
+    destination: str = Field(description='"" for a check.')
+    start: Time = Field(description="The incident's `start`, exactly as in its row.")
+
+
+class WrittenNotice(Shape):
+    """A written incident or announcement whose life overlaps the month (docs/report-json.md,
+    "A written incident")."""
+
+    id: Count
+    kind: NoticeKind
+    title: str
+    state: str = Field(description="Its state when the report was made.")
+    flows: tuple[str, ...] = Field(description="Globs of the flow names; empty: every flow.")
+    created_at: Time
+    starts_at: Time | None
+    ends_at: Time | None
+    resolved_at: Time | None = Field(description="When it was resolved or ended; null: not yet.")
+    updates: tuple[WrittenUpdate, ...]
+    explains: tuple[Explained, ...] = Field(
+        description="The automatic incidents of the same flow whose time overlaps its life."
+    )
+
+
 class Period(Shape):
     """The month's bounds and length, and up to when it was measured."""
 
@@ -213,6 +252,13 @@ class MonthlyReport(Shape):
     period: Period | None = _added_later()
     partial: bool = False
     rows: tuple[ReportRow, ...]
+    notices: tuple[WrittenNotice, ...] | None = _added_later()
+
+    def explaining(self, row: ReportRow, incident: Incident) -> list[WrittenNotice]:
+        """The written notices that explain one of ``row``'s incidents (none in a report
+        made before notices were)."""
+        wanted = Explained(flow=row.flow, destination=row.destination, start=incident.start)
+        return [notice for notice in self.notices or () if wanted in notice.explains]
 
     def days(self) -> list[dt.date]:
         """Every calendar day of the month, so a chart shows missing days as gaps."""

@@ -47,6 +47,7 @@ from probe.report.models import (
     Slo,
     Window,
 )
+from probe.report.written import describe, written_notices
 from probe.store import queries
 from probe.store.queries import StoredIncident
 from probe.store.totals import Totals
@@ -108,6 +109,7 @@ async def monthly_report(
     totals, daily = await _rollups(engine, month)
     previous, _ = await _rollups(engine, month.previous())
     found = await _incidents(engine, month.start, until)
+    notices = await written_notices(engine, month.start, until)
     specs = _slo_specs(config)
     flows = {flow.name: flow for flow in resolve_flows(config)}
     rows = []
@@ -141,6 +143,7 @@ async def monthly_report(
         period=period,
         partial=now < month.end or any(row.partial for row in rows),
         rows=tuple(rows),
+        notices=describe(notices, rows, tz=tz, until=until),
     )
 
 

@@ -21,10 +21,11 @@ from functools import cache
 from typing import Any, Final
 
 from pydantic import BaseModel, TypeAdapter
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from probe import __version__
 from probe.report.models import MONTH_PATTERN, MonthlyReport, Time
+from probe.web import notice_models
 from probe.web.models import Error, FlowList, ResultPage, RunResult
 
 REF: Final = "#/components/schemas/{model}"
@@ -34,8 +35,11 @@ RESPONSES: Final[tuple[type[BaseModel], ...]] = (
     ResultPage,
     RunResult,
     MonthlyReport,
+    *notice_models.RESPONSES,
 )
 """The models of every response body; the schemas they use come with them."""
+REQUESTS: Final = notice_models.REQUESTS
+"""The models of request bodies, as validated."""
 _TIME: Final = TypeAdapter(Time).json_schema()
 _STORE_DOWN: Final = "The store cannot be read."
 
@@ -47,7 +51,9 @@ def schemas() -> dict[str, Any]:
 
 @cache
 def _generated() -> dict[str, Any]:
-    _, found = models_json_schema([(m, "serialization") for m in RESPONSES], ref_template=REF)
+    wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [(m, "serialization") for m in RESPONSES]
+    wanted += [(m, "validation") for m in REQUESTS]
+    _, found = models_json_schema(wanted, ref_template=REF)
     defs: dict[str, Any] = found["$defs"]
     # `StateName` gives the states inline, with their rules; pydantic lists the enum's own
     # definition all the same, unreferenced.
@@ -78,6 +84,8 @@ def openapi_document(flows: list[str]) -> dict[str, Any]:
             "/api/v1/flows/{flow}/results": {"get": _list_results(flow)},
             "/api/v1/flows/{flow}/run": {"post": _run_flow(flow)},
             "/api/v1/reports/monthly/{month}": {"get": _monthly_report()},
+            "/api/v1/events": {"get": _events()},
+            **notice_models.openapi_paths(),  # /api/v1/incidents
         },
         "components": {
             "schemas": schemas(),
@@ -191,4 +199,23 @@ def _monthly_report() -> dict[str, Any]:
         "summary": "The monthly report, as `probe report --format json` prints it",
         "parameters": [month],
         "responses": _responses(MonthlyReport, "The report.", errors),
+    }
+
+
+def _events() -> dict[str, Any]:
+    """The event stream (`probe.web.live`): it never ends, so it is described, not fuzzed."""
+    stream = {
+        "description": "Server-Sent Events: `state` (JSON: overall, flows with their "
+        "destinations' state and down_since, active notices), sent at once and on each "
+        "change; `unavailable` while the store cannot be read; a comment every 15 s.",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+    busy = {
+        "description": "Too many streams are open; see Retry-After.",
+        "content": {"application/json": {"schema": {"$ref": REF.format(model="Error")}}},
+    }
+    return {
+        "operationId": "streamEvents",
+        "summary": "The state of every flow and destination as it changes, for the status page",
+        "responses": {"200": stream, "503": busy},
     }

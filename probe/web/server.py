@@ -23,6 +23,8 @@ from probe.config.reload import FlowChanges, ReloadRefused
 from probe.errors import ConfigError, StartupError, StoreError
 from probe.web import status_page
 from probe.web.api import Api, ApiError, authorize, error_response
+from probe.web.feeds import Feeds
+from probe.web.notices_api import NoticesApi
 
 MonthlyReport = Callable[[str], Awaitable[dict[str, Any]]]
 Reload = Callable[[], Awaitable[FlowChanges]]
@@ -57,8 +59,9 @@ def make_app(
         routes.append(Route("/-/reload", ops.reload_endpoint(reload), methods=["POST"]))
     if api is not None:
         routes.extend(api.routes())
-        page = status_page.endpoint(api.snapshot, timezone=api.context.config.timezone)
-        routes.append(Route("/", page))
+        routes.extend(NoticesApi(api).routes())  # /api/v1/incidents
+        routes.extend(Feeds(api).routes())  # /feed.atom, /maintenance.ics
+        routes.extend(status_page.routes(api))  # /, /history, /report/{month}, /api/v1/events
     return Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},

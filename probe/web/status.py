@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Protocol
 
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -91,11 +92,30 @@ class Hour:
 
     def state(self, objective: float) -> State:
         """The cell colour: maintenance, unknown (no data), ok, degraded or down."""
-        if not self.counted:
-            return State.MAINTENANCE if self.maintenance else State.UNKNOWN
-        if self.failed / self.counted > FAILED_SHARE_DOWN:
-            return State.DOWN
-        return State.OK if self.delivered / self.counted >= objective else State.DEGRADED
+        return cell_state(self, objective)
+
+
+class Counted(Protocol):
+    """A bar cell's counts: an hour (`Hour`) or a day (`probe.web.days.Day`)."""
+
+    @property
+    def counted(self) -> int: ...
+    @property
+    def delivered(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+    @property
+    def maintenance(self) -> int: ...
+
+
+def cell_state(cell: Counted, objective: float) -> State:
+    """A bar cell's colour: maintenance or unknown (nothing counted: not measured, never
+    0 %), down (more than `FAILED_SHARE_DOWN` failed), ok (the objective met) or degraded."""
+    if not cell.counted:
+        return State.MAINTENANCE if cell.maintenance else State.UNKNOWN
+    if cell.failed / cell.counted > FAILED_SHARE_DOWN:
+        return State.DOWN
+    return State.OK if cell.delivered / cell.counted >= objective else State.DEGRADED
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +166,19 @@ def classify(recent: Sequence[Recent], *, now: datetime, stale_after: timedelta)
     if any(r.outcome is not Outcome.DELIVERED for r in window):
         return State.DEGRADED
     return State.OK
+
+
+def overall(found: Snapshot) -> tuple[State, str, bool]:
+    """The banner over every flow: its state, what it says (``ok``, ``degraded``, ``down``,
+    ``unknown``, ``maintenance`` when every flow is in maintenance, ``none`` without flows),
+    and whether some flows are in maintenance while others are not."""
+    states = [f.state for f in found.flows if f.state is not State.MAINTENANCE]
+    if not found.flows:
+        return State.UNKNOWN, "none", False
+    if not states:
+        return State.MAINTENANCE, "maintenance", False
+    state = worst(states)
+    return state, str(state), len(states) < len(found.flows)
 
 
 def worst(states: Sequence[State]) -> State:

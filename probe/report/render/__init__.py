@@ -11,6 +11,11 @@ file read back), which is read into one; the renderers read nothing else.
 - ``md`` and ``html`` are for people and follow the language, numbers and dates included.
   ``html`` is one self-contained page with inline CSS and SVG, printable on A4.
 
+``md`` and ``html`` list the written incidents and announcements (``notices``) with their
+timelines, and note beside each automatic incident the ones that explain it. A body is
+Markdown: ``md`` shows its plain text, escaped; ``html`` renders it through
+`probe.markdown`, never taking HTML from the report. CSV has no per-row place for them.
+
 A row without data is written as "No data" / "Ingen data" in every human format, never
 as 100 %. Time availability covers measured time only, so every format also shows the
 coverage and the time not measured, and the human ones flag a partial month and row.

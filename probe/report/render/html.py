@@ -15,6 +15,7 @@ from probe.report.render import formats, svg
 from probe.report.render.formats import DASH
 from probe.report.render.i18n import Lang, cause, label
 from probe.report.render.style import CSS
+from probe.report.render.timeline import explanation_html, written_section
 from probe.report.render.wording import (
     DEFINITIONS,
     PARTIAL_MARK,
@@ -53,6 +54,7 @@ def to_html(report: MonthlyReport, lang: Lang) -> str:
         _tiles(report, lang),
         _summary(report, lang),
         _definitions(lang),
+        written_section(report, lang),
         *(_section(row, index, report, lang) for index, row in enumerate(report.rows, 1)),
     ]
     return (
@@ -191,7 +193,7 @@ def _section(row: ReportRow, index: int, report: MonthlyReport, lang: Lang) -> s
                 svg.latency_chart(days, daily, lang=lang, name=name),
             ),
             f"<h3>{_e(label('incidents', lang))}</h3>",
-            _incidents(row.incidents, lang),
+            _incidents(row, report, lang),
         ]
     body.append(_maintenance(row, lang))
     return f'<section class="flow" id="row-{index}">{head}{"".join(body)}</section>'
@@ -287,8 +289,8 @@ def _outcomes(row: ReportRow, lang: Lang) -> str:
     return f'<p class="outcomes">{items}</p>'
 
 
-def _incidents(incidents: tuple[Incident, ...], lang: Lang) -> str:
-    if not incidents:
+def _incidents(row: ReportRow, report: MonthlyReport, lang: Lang) -> str:
+    if not (incidents := row.incidents):
         return f'<p class="muted">{_e(label("no_incidents", lang))}</p>'
     head = "".join(
         f'<th class="{cls}">{_e(label(key, lang))}</th>'
@@ -300,7 +302,7 @@ def _incidents(incidents: tuple[Incident, ...], lang: Lang) -> str:
         f"<td>{_time(item.end, formats.until(item.start, item.end, lang))}"
         f"{_why_end(item, lang)}</td>"
         + _num(optional_duration(item.duration_seconds, lang))
-        + f"<td>{_e(cause(item.cause, lang))}</td></tr>"
+        + f"<td>{_e(cause(item.cause, lang))}{explanation_html(report, row, item, lang)}</td></tr>"
         for item in incidents
     ]
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"

@@ -161,6 +161,37 @@ _LABELS: Final[dict[str, tuple[str, str]]] = {
     "delivered": ("Delivered", "Leveret"),
     "send_error": ("Send error", "Afsendelsesfejl"),
     "observe_error": ("Observation error", "Observationsfejl"),
+    # Written incidents and announcements (probe.store.notices), here and in the feeds.
+    "written_incidents": ("Written incidents", "Beskrevne hændelser"),
+    "written_note": (
+        "Incidents and announcements that the operators wrote during the month, each with its "
+        "timeline. Each automatic incident below names the written ones that explain it: the "
+        "same flow, at the same time.",
+        "Hændelser og meddelelser, som driften skrev i løbet af måneden, hver med sit forløb. "
+        "Hver automatisk hændelse nedenfor nævner de beskrevne, der forklarer den: samme flow, "
+        "samme tid.",
+    ),
+    "no_written": (
+        "No incidents or announcements were written this month.",
+        "Der blev ikke skrevet nogen hændelser eller meddelelser i denne måned.",
+    ),
+    "kind_incident": ("Incident", "Hændelse"),
+    "kind_announcement": ("Announcement", "Meddelelse"),
+    "state_investigating": ("Investigating", "Undersøges"),
+    "state_identified": ("Identified", "Årsag fundet"),
+    "state_monitoring": ("Monitoring", "Overvåges"),
+    "state_resolved": ("Resolved", "Løst"),
+    "state_active": ("Active", "Aktiv"),
+    "state_ended": ("Ended", "Afsluttet"),
+    "affects": ("Affects", "Berører"),
+    "all_flows": ("All integrations", "Alle integrationer"),
+    "opened": ("Opened", "Oprettet"),
+    "closed": ("Closed", "Afsluttet"),
+    "still_open": ("still open", "stadig åben"),
+    "timeline": ("Timeline", "Forløb"),
+    "explanation": ("Explanation", "Forklaring"),
+    "explained_by": ("Written incident", "Beskrevet hændelse"),
+    "planned_span": ("Planned: {start} {dash} {end}", "Planlagt: {start} {dash} {end}"),
 }
 
 
@@ -181,6 +212,19 @@ def cause(value: str, lang: Lang) -> str:
 
 
 _OUTCOME_KEYS: Final = frozenset({"delivered", "late", "lost", "send_error", "observe_error"})
+
+
+def notice_kind(kind: str, lang: Lang) -> str:
+    """``Incident`` or ``Announcement`` (da: ``Hændelse``, ``Meddelelse``); unknown as given."""
+    key = f"kind_{kind}"
+    return label(key, lang) if key in _LABELS else kind
+
+
+def notice_state(state: str, lang: Lang) -> str:
+    """A written incident's or announcement's state in words (``identified``: ``Identified``,
+    da ``Årsag fundet``); an unknown one as given."""
+    key = f"state_{state}"
+    return label(key, lang) if key in _LABELS else state
 
 
 def check_lang(lang: str) -> Lang:

@@ -86,6 +86,18 @@ svg.chart .unmeasured rect { fill: #f4f5f7; stroke: #9aa3ad; }
 aside.definitions { margin-top: 14px; font-size: 12px; color: var(--muted);
   break-inside: avoid; page-break-inside: avoid; }
 aside.definitions ul { margin: 4px 0 0; padding-left: 18px; }
+section.written { margin-top: 22px; }
+article.notice { margin-top: 14px; padding: 10px 14px; border-left: 4px solid var(--accent);
+  background: var(--soft); border-radius: 0 6px 6px 0; break-inside: avoid;
+  page-break-inside: avoid; }
+article.notice h3 { margin: 0 0 4px; }
+article.notice .outcomes { margin: 0 0 6px; }
+ol.timeline { margin: 0; padding-left: 20px; }
+ol.timeline li { margin: 6px 0 0; }
+ol.timeline .when { margin: 0; font-size: 13px; }
+ol.timeline .body p { margin: 2px 0; }
+ol.timeline .body a, small.explained a { color: var(--accent); text-decoration: underline; }
+small.explained { display: block; font-size: 12px; color: var(--muted); }
 @page { size: A4; margin: 15mm; }
 @media print {
   body { background: #fff; font-size: 12px; }

@@ -14,18 +14,21 @@ import io
 import re
 from typing import Final
 
-from probe.report.models import OUTCOMES, Incident, MonthlyReport, ReportRow
+from probe.report.models import OUTCOMES, Incident, MonthlyReport, ReportRow, WrittenNotice
 from probe.report.render import formats
 from probe.report.render.formats import DASH
-from probe.report.render.i18n import Lang, cause, label
+from probe.report.render.i18n import Lang, cause, label, notice_state
 from probe.report.render.wording import (
     DEFINITIONS,
     change,
     coverage,
     coverage_detail,
     destination,
+    explanation_note,
     incident_end,
     not_measured,
+    notice_facts,
+    notice_heading,
     optional_duration,
     optional_percent,
     partial_note,
@@ -157,9 +160,11 @@ def to_markdown(report: MonthlyReport, lang: Lang) -> str:
         f"## {label('definitions', lang)}",
         "",
         *(f"- {label(key, lang)}" for key in DEFINITIONS),
+        *_written(report, lang),
     ]
     for row in report.rows:
-        lines += ["", f"## {md_escape(row_title(row, lang))}", "", *_row_details(row, lang)]
+        details = _row_details(row, lang, report)
+        lines += ["", f"## {md_escape(row_title(row, lang))}", "", *details]
     return "\n".join(lines) + "\n"
 
 
@@ -223,7 +228,7 @@ def _measurement(row: ReportRow, lang: Lang) -> list[str]:
     return lines
 
 
-def _row_details(row: ReportRow, lang: Lang) -> list[str]:
+def _row_details(row: ReportRow, lang: Lang, report: MonthlyReport) -> list[str]:
     head = [f"> {partial_note(row, lang)}", ""] if row.partial else []
     if row.without_data:
         measured = _measurement(row, lang)
@@ -251,14 +256,14 @@ def _row_details(row: ReportRow, lang: Lang) -> list[str]:
         previous = formats.percent(row.previous_month.availability, lang)
         lines.append(f"- {label('previous', lang)}: {previous} ({shift[0]})")
     lines += ["", f"### {label('incidents', lang)}", ""]
-    lines += _incident_table(row.incidents, lang)
+    lines += _incident_table(row, lang, report)
     lines += ["", f"### {label('maintenance', lang)}", ""]
     lines += _maintenance_table(row, lang)
     return lines
 
 
-def _incident_table(incidents: tuple[Incident, ...], lang: Lang) -> list[str]:
-    if not incidents:
+def _incident_table(row: ReportRow, lang: Lang, report: MonthlyReport) -> list[str]:
+    if not row.incidents:
         return [label("no_incidents", lang)]
     header = [label(key, lang) for key in ("start", "end", "duration", "cause")]
     body = [
@@ -266,11 +271,17 @@ def _incident_table(incidents: tuple[Incident, ...], lang: Lang) -> list[str]:
             formats.when(item.start, lang),
             _incident_end(item, lang),
             optional_duration(item.duration_seconds, lang),
-            md_escape(cause(item.cause, lang)),
+            md_escape(_cause_and_note(row, item, lang, report)),
         ]
-        for item in incidents
+        for item in row.incidents
     ]
     return _table(header, ["---", "---", "---:", "---"], body)
+
+
+def _cause_and_note(row: ReportRow, item: Incident, lang: Lang, report: MonthlyReport) -> str:
+    """The cause, and the written incidents that explain it (a Markdown table cell)."""
+    note = explanation_note(report.explaining(row, item), lang)
+    return f"{cause(item.cause, lang)} ({note})" if note else cause(item.cause, lang)
 
 
 def _incident_end(item: Incident, lang: Lang) -> str:
@@ -293,3 +304,52 @@ def _maintenance_table(row: ReportRow, lang: Lang) -> list[str]:
         for item in row.maintenance
     ]
     return [label("maintenance_note", lang, count=count), "", *_table(header, ["---"] * 3, body)]
+
+
+# What could start a block when it opens a line: a heading, a list item, a setext line.
+_MD_BLOCK: Final = re.compile(r"^([#+=-])|^(\d+)([.)])")
+
+
+def md_text(text: str) -> list[str]:
+    """Plain text (several lines) as literal Markdown in a block quote, its line breaks kept:
+    nothing in it is read as markup, a link or HTML."""
+    lines = [line.strip() for line in text.split("\n")]
+    out = []
+    for index, line in enumerate(lines):
+        if not line:
+            out.append(">")
+            continue
+        escaped = _MD_BLOCK.sub(_escape_block, _MD_SPECIAL.sub(r"\\\1", line))
+        more = index + 1 < len(lines) and lines[index + 1]
+        out.append(f"> {escaped}" + ("\\" if more else ""))  # a backslash: a hard break
+    return out
+
+
+def _escape_block(found: re.Match[str]) -> str:
+    if found.group(1):
+        return "\\" + found.group(1)
+    return f"{found.group(2)}\\{found.group(3)}"
+
+
+def _written(report: MonthlyReport, lang: Lang) -> list[str]:
+    """The written incidents and announcements, each with its timeline; none in a report
+    made before they were."""
+    if report.notices is None:
+        return []
+    intro = label("written_note" if report.notices else "no_written", lang)
+    lines = ["", f"## {label('written_incidents', lang)}", "", intro]
+    for notice in report.notices:
+        lines += ["", f"### {md_escape(notice_heading(notice))}", ""]
+        lines += [f"- {md_escape(fact)}" for fact in notice_facts(notice, lang)]
+        lines += _timeline(notice, lang)
+    return lines
+
+
+def _timeline(notice: WrittenNotice, lang: Lang) -> list[str]:
+    lines = ["", f"{label('timeline', lang)}:"]
+    for update in notice.updates:
+        when = f"{formats.when(update.at, lang, exact=False)} {DASH} "
+        lines += ["", f"**{md_escape(when + notice_state(update.state, lang))}**"]
+        if update.body_text:
+            lines += ["", *md_text(update.body_text)]
+    return lines

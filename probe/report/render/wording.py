@@ -6,10 +6,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Final
 
-from probe.report.models import Incident, MonthlyReport, ReportRow
+from probe.report.models import Incident, MonthlyReport, ReportRow, WrittenNotice
 from probe.report.render import formats
 from probe.report.render.formats import DASH
-from probe.report.render.i18n import Lang, label
+from probe.report.render.i18n import Lang, label, notice_kind, notice_state
 
 
 def period_line(report: MonthlyReport, lang: Lang) -> str:
@@ -160,3 +160,39 @@ def incident_end(item: Incident, lang: Lang) -> str:
     if item.ended_by == "not_measured":
         return label("ended_not_measured", lang)
     return ""
+
+
+def notice_heading(notice: WrittenNotice) -> str:
+    """``Labka receives nothing (#17)``: the number the notes beside incidents refer to."""
+    return f"{notice.title} (#{notice.id})"
+
+
+def notice_facts(notice: WrittenNotice, lang: Lang) -> list[str]:
+    """``Incident · Resolved``, what it affects, and when it was opened and closed.
+
+    An announcement not ended shows no state: "active" would be wrong once its planned end
+    has passed, and its planned span says when it is for."""
+    kind = notice_kind(notice.kind, lang)
+    if notice.kind == "incident" or notice.resolved_at is not None:
+        kind += f" \u00b7 {notice_state(notice.state, lang)}"
+    flows = ", ".join(notice.flows) if notice.flows else label("all_flows", lang)
+    facts = [kind, f"{label('affects', lang)}: {flows}"]
+    if notice.starts_at is not None or notice.ends_at is not None:
+        began = notice.starts_at or notice.created_at
+        end = DASH if notice.ends_at is None else formats.until(began, notice.ends_at, lang)
+        start = formats.when(began, lang, exact=False)
+        facts.append(label("planned_span", lang, start=start, end=end, dash=DASH))
+    facts.append(f"{label('opened', lang)}: {formats.when(notice.created_at, lang, exact=False)}")
+    if notice.resolved_at is not None:
+        closed = formats.when(notice.resolved_at, lang, exact=False)
+        facts.append(f"{label('closed', lang)}: {closed}")
+    elif notice.ends_at is None:
+        facts.append(f"{label('closed', lang)}: {label('still_open', lang)}")
+    return facts
+
+
+def explanation_note(notices: list[WrittenNotice], lang: Lang) -> str:
+    """``Written incident: Labka receives nothing (#17)``, or "" when none explains it."""
+    if not notices:
+        return ""
+    return f"{label('explained_by', lang)}: " + "; ".join(notice_heading(n) for n in notices)
