@@ -78,7 +78,7 @@ def add_commands(commands: Commands, *, group: Group, load: Load) -> None:
 
     incident: argparse.ArgumentParser = commands.add(
         "incident", lambda _: _usage(incident), "Open, update, resolve and list written "
-        "incidents, shown on the status page, in the feeds and in the report.", config=False,
+        "incidents.", config=False,
     )  # fmt: skip
     sub = group(incident.add_subparsers(title="commands", metavar="COMMAND"))
     opened = sub.add("open", run(_open), "Open an incident and print its id.")
@@ -99,8 +99,7 @@ def add_commands(commands: Commands, *, group: Group, load: Load) -> None:
     sub.add("list", run(_list), "List the active and upcoming incidents and announcements, "
             "one per line: id, state, title and flows, separated by tabs.")  # fmt: skip
     announce = commands.add(
-        "announce", run(_announce), "Post an announcement (planned work, a change), or end "
-        "one with --end ID. Times are ISO 8601; without an offset, in the config's timezone.",
+        "announce", run(_announce), "Post or end an announcement: planned work, a change.",
     )  # fmt: skip
     what = announce.add_mutually_exclusive_group(required=True)
     what.add_argument("--title", help="one line, at most 200 characters")

@@ -208,6 +208,8 @@ COMMANDS = {
     "demo": "Run the simulator and the daemon together on SQLite.",
     "sim": "Run the simulated integration landscape on its own.",
     "db": "Manage the store's database.",
+    "incident": "Open, update, resolve and list written incidents.",
+    "announce": "Post or end an announcement: planned work, a change.",
     "report": "Write the monthly operational statistics.",
 }
 DB_COMMANDS = {

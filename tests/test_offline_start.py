@@ -25,7 +25,7 @@ from probe.config.loader import load_config
 from probe.engine.daemon import Daemon, wait_started
 from probe.sim import read_truth
 from probe.store import create_engine
-from probe.store.migrate import alembic_config
+from probe.store.migrate import HEAD, alembic_config
 from tests.helpers import (
     child_process,
     closed_port,
@@ -191,7 +191,7 @@ async def test_a_wrong_schema_found_after_an_offline_start_stops_the_daemon(
     assert code == 1
     gave_up = [e for e in logs if e["event"] == "task_gave_up"]
     assert gave_up, [e["event"] for e in logs][-20:]
-    assert "this version needs 0005" in gave_up[0]["error"]
+    assert f"this version needs {HEAD}" in gave_up[0]["error"]
     failed = [e for e in logs if e["event"] == "task_failed"]
     assert len(failed) >= 5
     assert daemon.supervisor.failed
