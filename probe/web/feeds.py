@@ -19,7 +19,7 @@ notice was created and its id, so a reader sees an update as the same entry, cha
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html import escape
@@ -28,7 +28,6 @@ from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
@@ -36,14 +35,13 @@ from starlette.routing import Route
 
 from probe import markdown
 from probe.config.people import display_name
-from probe.errors import StoreError
 from probe.model import utcnow
 from probe.report.render import formats
 from probe.report.render.i18n import Lang, cause, label, notice_kind, notice_state
 from probe.store.notices import Notice, notices_between
 from probe.store.tables import incidents
 from probe.web import atom, calendar_feed, ical
-from probe.web.api import Api, ApiContext, ApiError, error_response
+from probe.web.api import Api, ApiContext, ApiError
 from probe.web.atom import Entry, Head
 
 FEED_DAYS: Final = timedelta(days=90)
@@ -129,9 +127,6 @@ class Page:
         return f"{self.base}{HISTORY_PATH}?lang={self.lang}#notice-{notice_id}"
 
 
-Endpoint = Callable[[Request], Awaitable[Response]]
-
-
 @dataclass(frozen=True, slots=True)
 class Feeds:
     """The feed endpoints over the API's context; `routes` mounts them."""
@@ -144,10 +139,11 @@ class Feeds:
         return self.api.context
 
     def routes(self) -> list[Route]:
+        guard = Api._guard  # the API's one mapping of errors to answers
         return [
-            Route("/feed.atom", _guard(self.feed)),
-            Route("/flows/{flow}/feed.atom", _guard(self.flow_feed)),
-            Route("/maintenance.ics", _guard(self.maintenance)),
+            Route("/feed.atom", guard(self.feed)),
+            Route("/flows/{flow}/feed.atom", guard(self.flow_feed)),
+            Route("/maintenance.ics", guard(self.maintenance)),
         ]
 
     def page(self, request: Request) -> Page:
@@ -332,19 +328,3 @@ async def _state_changes(
         query = query.where(incidents.c.flow == flow)
     rows = (await conn.execute(query)).all()
     return [(r.flow, r.destination, r.start_at, r.end_at, r.cause, r.ended_by) for r in rows]
-
-
-def _guard(endpoint: Endpoint) -> Endpoint:
-    """`ApiError` and store failures as the API's JSON error shape."""
-
-    async def guarded(request: Request) -> Response:
-        try:
-            return await endpoint(request)
-        except ApiError as exc:
-            return error_response(exc.status, exc.message, exc.headers)
-        except StoreError as exc:
-            return error_response(503, str(exc))
-        except SQLAlchemyError as exc:
-            return error_response(503, f"store unreachable: {type(exc).__name__}")
-
-    return guarded
